@@ -70,13 +70,19 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
     return;
   }
   // Static partition: kernels here are uniform, and a static split keeps
-  // each thread on the same rows every layer (cache friendly).
-  const int64_t per = (n + threads - 1) / threads;
-  RunOnAll([&](int t) {
-    if (t >= threads) return;
-    const int64_t begin = t * per;
-    const int64_t end = std::min(n, begin + per);
-    if (begin < end) fn(begin, end);
+  // each thread on the same rows every layer (cache friendly). The lambda
+  // captures one pointer so std::function stores it without allocating.
+  struct Split {
+    int64_t n, per;
+    int threads;
+    const std::function<void(int64_t, int64_t)>* fn;
+  } split{n, (n + threads - 1) / threads, threads, &fn};
+  const Split* sp = &split;
+  RunOnAll([sp](int t) {
+    if (t >= sp->threads) return;
+    const int64_t begin = t * sp->per;
+    const int64_t end = std::min(sp->n, begin + sp->per);
+    if (begin < end) (*sp->fn)(begin, end);
   });
 }
 

@@ -1,8 +1,31 @@
-// alignserve: command-line entry point.
+// alignserve: command-line entry point; dispatches to a subcommand.
 #include <cstdio>
 #include <cstring>
 
+#include "server/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: alignserve COMMAND [flags]\n"
+    "\n"
+    "An LLM inference server for Llama-family models with inference-time\n"
+    "alignment policies.\n"
+    "\n"
+    "commands:\n"
+    "  generate   stream one completion of a prompt to stdout\n"
+    "\n"
+    "Run 'alignserve COMMAND --help' for a command's flags.\n";
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  std::printf("alignserve: commands will land here\n");
-  return 0;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "generate")) return alignserve::RunGenerate(argc, argv);
+  std::fprintf(stderr, "alignserve: unknown command '%s'\n\n%s", argv[1], kUsage);
+  return 2;
 }

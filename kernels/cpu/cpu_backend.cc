@@ -1,0 +1,276 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/paged_attention.h"
+#include "kernels/cpu/vector_ops.h"
+#include "kernels/status_macros.h"
+
+namespace alignserve {
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+class HostBuffer final : public DeviceBuffer {
+ public:
+  HostBuffer(void* data, size_t size) : data_(data), size_(size) {}
+  ~HostBuffer() override { std::free(data_); }
+  void* data() override { return data_; }
+  size_t size() const override { return size_; }
+
+ private:
+  void* data_;
+  size_t size_;
+};
+
+absl::StatusOr<std::unique_ptr<HostBuffer>> AllocateHost(size_t bytes) {
+  const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
+  void* p = std::aligned_alloc(kAlignment, rounded);
+  if (p == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cpu backend: cannot allocate ", bytes, " bytes of host memory"));
+  }
+  return std::make_unique<HostBuffer>(p, bytes);
+}
+
+class CpuKvCache final : public KvCache {
+ public:
+  CpuKvCache(const KvCacheSpec& spec, std::vector<std::unique_ptr<HostBuffer>> buffers)
+      : KvCache(spec), buffers_(std::move(buffers)) {}
+  void* k(int layer) override { return buffers_[2 * layer]->data(); }
+  void* v(int layer) override { return buffers_[2 * layer + 1]->data(); }
+
+ private:
+  std::vector<std::unique_ptr<HostBuffer>> buffers_;  // K0, V0, K1, V1, ...
+};
+
+absl::Status CheckF32(const Tensor& t, const char* what) {
+  if (t.dtype != DType::kF32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cpu backend: ", what, " must be F32, got ", t.ShapeString()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSameShape(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.rows() != b.rows() || a.cols() != b.cols()) {
+    return absl::InvalidArgumentError(absl::StrCat("cpu backend: ", op, ": shape mismatch ",
+                                                   a.ShapeString(), " vs ", b.ShapeString()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(ThreadPool* pool) : pool_(pool ? *pool : DefaultThreadPool()) {}
+
+absl::StatusOr<std::unique_ptr<DeviceBuffer>> CpuBackend::Allocate(size_t bytes) {
+  ASSIGN_OR_RETURN(std::unique_ptr<HostBuffer> buffer, AllocateHost(bytes));
+  return std::unique_ptr<DeviceBuffer>(std::move(buffer));
+}
+
+absl::Status CpuBackend::CopyToDevice(void* dst, const void* src, size_t bytes) {
+  std::memcpy(dst, src, bytes);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
+  std::memcpy(dst, src, bytes);
+  return absl::OkStatus();
+}
+
+bool CpuBackend::SupportsWeightType(DType dtype) const { return ::alignserve::MatMulSupports(dtype); }
+
+absl::StatusOr<std::unique_ptr<KvCache>> CpuBackend::AllocateKvCache(const KvCacheSpec& spec) {
+  if (spec.dtype != DType::kF32) {
+    return absl::InvalidArgumentError("cpu backend: the KV cache must be F32");
+  }
+  std::vector<std::unique_ptr<HostBuffer>> buffers;
+  const size_t bytes = spec.bytes_per_block_per_layer() * spec.num_blocks;
+  for (int i = 0; i < 2 * spec.num_layers; ++i) {
+    ASSIGN_OR_RETURN(std::unique_ptr<HostBuffer> buffer, AllocateHost(bytes));
+    std::memset(buffer->data(), 0, bytes);
+    buffers.push_back(std::move(buffer));
+  }
+  return std::unique_ptr<KvCache>(new CpuKvCache(spec, std::move(buffers)));
+}
+
+absl::StatusOr<DeviceBatch> CpuBackend::UploadBatch(const BatchLayout& layout) {
+  step_ = layout;
+  DeviceBatch b;
+  b.num_tokens = step_.num_tokens();
+  b.num_seqs = step_.num_seqs();
+  b.num_logits = static_cast<int32_t>(step_.logits_indices.size());
+  b.max_blocks_per_seq = step_.max_blocks_per_seq;
+  for (int s = 0; s < b.num_seqs; ++s) {
+    b.max_query_len = std::max(b.max_query_len, step_.query_start[s + 1] - step_.query_start[s]);
+    b.max_context_len = std::max(b.max_context_len, step_.context_lens[s]);
+  }
+  b.token_ids = step_.token_ids.data();
+  b.positions = step_.positions.data();
+  b.query_start = step_.query_start.data();
+  b.context_lens = step_.context_lens.data();
+  b.block_tables = step_.block_tables.data();
+  b.slot_mapping = step_.slot_mapping.data();
+  b.logits_indices = step_.logits_indices.data();
+  return b;
+}
+
+absl::Status CpuBackend::Embedding(const DeviceBatch& batch, const Tensor& table, Tensor& out) {
+  RETURN_IF_ERROR(CheckF32(out, "embedding output"));
+  const int64_t dim = table.cols();
+  for (int t = 0; t < batch.num_tokens; ++t) {
+    const int32_t id = batch.token_ids[t];
+    if (id < 0 || id >= table.rows()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " is outside the vocabulary of ", table.rows()));
+    }
+    const char* row = static_cast<const char*>(table.data) + id * table.row_bytes();
+    RETURN_IF_ERROR(DequantizeRow(table.dtype, row, dim, out.as<float>() + t * dim));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+  RETURN_IF_ERROR(CheckSameShape(x, out, "rms_norm"));
+  const int64_t n = x.cols();
+  pool_.ParallelFor(x.rows(), 4, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      cpu::RmsNormRow(x.as<float>() + r * n, weight.as<float>(), eps, n, out.as<float>() + r * n);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& weight,
+                                    float eps, Tensor& out) {
+  RETURN_IF_ERROR(CheckSameShape(x, residual, "add_rms_norm"));
+  const int64_t n = x.cols();
+  pool_.ParallelFor(x.rows(), 4, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      cpu::AddRmsNormRow(residual.as<float>() + r * n, x.as<float>() + r * n, weight.as<float>(),
+                         eps, n, out.as<float>() + r * n);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  RETURN_IF_ERROR(CheckF32(x, "matmul input"));
+  if (x.cols() != w.cols() || y.cols() != w.rows() || y.rows() != x.rows()) {
+    return absl::InvalidArgumentError(absl::StrCat("cpu backend: matmul shapes ", x.ShapeString(),
+                                                   " x ", w.ShapeString(), "^T -> ",
+                                                   y.ShapeString()));
+  }
+  if (!::alignserve::MatMulSupports(w.dtype)) {
+    return absl::UnimplementedError(
+        absl::StrCat("cpu backend: no matmul kernel for ", std::string(DTypeName(w.dtype)), " weights"));
+  }
+  ::alignserve::MatMul(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(), y.as<float>(), pool_);
+  if (bias != nullptr) {
+    for (int64_t r = 0; r < y.rows(); ++r) {
+      cpu::AddRow(y.as<float>() + r * y.cols(), bias->as<float>(), y.cols());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Rope(const DeviceBatch& batch, const RopeTable& rope, int head_dim,
+                              Tensor& q, Tensor& k) {
+  const int q_heads = static_cast<int>(q.cols() / head_dim);
+  const int k_heads = static_cast<int>(k.cols() / head_dim);
+  const int half = rope.rotary_dim / 2;
+  for (int t = 0; t < batch.num_tokens; ++t) {
+    if (batch.positions[t] < 0 || batch.positions[t] >= rope.max_positions) {
+      return absl::OutOfRangeError(absl::StrCat("position ", batch.positions[t],
+                                                " is past the rope table of ",
+                                                rope.max_positions, " positions"));
+    }
+  }
+  pool_.ParallelFor(batch.num_tokens, 8, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const float* cos = rope.cos + static_cast<int64_t>(batch.positions[t]) * half;
+      const float* sin = rope.sin + static_cast<int64_t>(batch.positions[t]) * half;
+      cpu::RopeRow(q.as<float>() + t * q.cols(), q_heads, head_dim, rope.rotary_dim, cos, sin,
+                   rope.interleaved);
+      cpu::RopeRow(k.as<float>() + t * k.cols(), k_heads, head_dim, rope.rotary_dim, cos, sin,
+                   rope.interleaved);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  RETURN_IF_ERROR(CheckSameShape(gate, up, "silu_mul"));
+  const int64_t n = gate.cols();
+  pool_.ParallelFor(gate.rows(), 4, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      cpu::SiluMulRow(gate.as<float>() + r * n, up.as<float>() + r * n, n, out.as<float>() + r * n);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Add(Tensor& x, const Tensor& y) {
+  RETURN_IF_ERROR(CheckSameShape(x, y, "add"));
+  cpu::AddRow(x.as<float>(), y.as<float>(), x.elements());
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::WriteKv(const DeviceBatch& batch, const Tensor& k, const Tensor& v,
+                                 KvCache& cache, int layer) {
+  const KvCacheSpec& spec = cache.spec();
+  const int64_t row = static_cast<int64_t>(spec.num_kv_heads) * spec.head_dim;
+  const int64_t slots = static_cast<int64_t>(spec.num_blocks) * spec.block_size;
+  float* k_cache = static_cast<float*>(cache.k(layer));
+  float* v_cache = static_cast<float*>(cache.v(layer));
+  for (int t = 0; t < batch.num_tokens; ++t) {
+    const int64_t slot = batch.slot_mapping[t];
+    if (slot < 0 || slot >= slots) {
+      return absl::OutOfRangeError(absl::StrCat("kv slot ", slot, " outside the cache"));
+    }
+    std::memcpy(k_cache + slot * row, k.as<float>() + t * row, row * sizeof(float));
+    std::memcpy(v_cache + slot * row, v.as<float>() + t * row, row * sizeof(float));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::PagedAttention(const DeviceBatch& batch, const Tensor& q, KvCache& cache,
+                                        int layer, int num_heads, float scale, Tensor& out) {
+  const KvCacheSpec& spec = cache.spec();
+  cpu::AttentionShape shape{num_heads, spec.num_kv_heads, spec.head_dim, spec.block_size, scale};
+  cpu::PagedAttention(batch, shape, q.as<float>(), static_cast<const float*>(cache.k(layer)),
+                      static_cast<const float*>(cache.v(layer)), out.as<float>(), pool_);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::GatherRows(const DeviceBatch& batch, const Tensor& x, Tensor& out) {
+  const size_t row_bytes = x.row_bytes();
+  for (int i = 0; i < batch.num_logits; ++i) {
+    std::memcpy(static_cast<char*>(out.data) + i * row_bytes,
+                static_cast<const char*>(x.data) + batch.logits_indices[i] * row_bytes, row_bytes);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) {
+  const KvCacheSpec& spec = cache.spec();
+  const size_t block_bytes = spec.bytes_per_block_per_layer();
+  for (int layer = 0; layer < spec.num_layers; ++layer) {
+    for (void* base : {cache.k(layer), cache.v(layer)}) {
+      char* p = static_cast<char*>(base);
+      for (const BlockCopy& c : copies) {
+        std::memcpy(p + c.dst * block_bytes, p + c.src * block_bytes, block_bytes);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace alignserve

@@ -1,0 +1,57 @@
+// CpuBackend: the reference Backend, on host memory. Multi-threaded over a
+// ThreadPool; matrix products use the SIMD quantized kernels of
+// kernels/cpu/matmul.h, chosen at run time for the CPU.
+// Activations are f32, the KV cache is f32; weights may be any type
+// MatMulSupports() accepts and are used in place (mmapped files need no copy).
+// Thread-safety: one driving thread, like every Backend.
+#ifndef ALIGNSERVE_KERNELS_CPU_CPU_BACKEND_H_
+#define ALIGNSERVE_KERNELS_CPU_CPU_BACKEND_H_
+
+#include <memory>
+
+#include "kernels/backend.h"
+#include "kernels/thread_pool.h"
+
+namespace alignserve {
+
+class CpuBackend final : public Backend {
+ public:
+  // pool: the threads to use; nullptr means DefaultThreadPool().
+  explicit CpuBackend(ThreadPool* pool = nullptr);
+
+  std::string_view name() const override { return "cpu"; }
+  DType activation_dtype() const override { return DType::kF32; }
+  bool shares_host_memory() const override { return true; }
+
+  absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) override;
+  absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override;
+  absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override;
+  absl::Status Synchronize() override { return absl::OkStatus(); }
+  bool SupportsWeightType(DType dtype) const override;
+  absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(const KvCacheSpec& spec) override;
+  absl::StatusOr<DeviceBatch> UploadBatch(const BatchLayout& layout) override;
+
+  absl::Status Embedding(const DeviceBatch& batch, const Tensor& table, Tensor& out) override;
+  absl::Status RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override;
+  absl::Status AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& weight, float eps,
+                          Tensor& out) override;
+  absl::Status MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
+  absl::Status Rope(const DeviceBatch& batch, const RopeTable& rope, int head_dim, Tensor& q,
+                    Tensor& k) override;
+  absl::Status SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  absl::Status Add(Tensor& x, const Tensor& y) override;
+  absl::Status WriteKv(const DeviceBatch& batch, const Tensor& k, const Tensor& v, KvCache& cache,
+                       int layer) override;
+  absl::Status PagedAttention(const DeviceBatch& batch, const Tensor& q, KvCache& cache,
+                              int layer, int num_heads, float scale, Tensor& out) override;
+  absl::Status GatherRows(const DeviceBatch& batch, const Tensor& x, Tensor& out) override;
+  absl::Status CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) override;
+
+ private:
+  ThreadPool& pool_;
+  BatchLayout step_;  // the uploaded layout; DeviceBatch points into it
+};
+
+}  // namespace alignserve
+
+#endif  // ALIGNSERVE_KERNELS_CPU_CPU_BACKEND_H_

@@ -1,0 +1,207 @@
+#include "kernels/cpu/matmul_exact.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/dequantize.h"
+
+namespace alignserve {
+namespace matmul_exact_internal {
+namespace {
+
+// The scalar level reuses DequantizeRow itself (bit-equality by
+// construction) and plain sequential f32 dot products; it is the portable
+// fallback, not a fast path.
+std::vector<float>& ScalarRowBuffer(int64_t k) {
+  thread_local std::vector<float> row;
+  if (static_cast<int64_t>(row.size()) < k) row.resize(static_cast<size_t>(k));
+  return row;
+}
+
+float Dot(const float* a, const float* b, int64_t k) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < k; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void DequantRowOrDie(DType t, const uint8_t* src, int64_t k, float* dst) {
+  if (absl::Status s = DequantizeRow(t, src, k, dst); !s.ok()) {
+    std::fprintf(stderr, "alignserve: MatMulExact: %s\n", s.ToString().c_str());
+    std::abort();
+  }
+}
+
+template <DType kType>
+void ScalarDecode(const float* x, int64_t m, int64_t k, const uint8_t* w, size_t w_stride,
+                  int64_t c_begin, int64_t c_end, float* y, int64_t ldy) {
+  float* row = ScalarRowBuffer(k).data();
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    DequantRowOrDie(kType, w + c * w_stride, k, row);
+    for (int64_t r = 0; r < m; ++r) y[r * ldy + c] = Dot(x + r * k, row, k);
+  }
+}
+
+template <DType kType>
+void ScalarDequant(const uint8_t* w, size_t w_stride, int64_t rows, int64_t k, float* out,
+                   int64_t ld) {
+  for (int64_t i = 0; i < rows; ++i) {
+    DequantRowOrDie(kType, w + i * w_stride, k, out + i * ld);
+    std::fill(out + i * ld + k, out + (i + 1) * ld, 0.0f);
+  }
+}
+
+void ScalarGemm(const float* x, int64_t m, int64_t k, const float* wd, int64_t ldw, int64_t cols,
+                float* y, int64_t ldy) {
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < cols; ++c) y[r * ldy + c] = Dot(x + r * k, wd + c * ldw, k);
+  }
+}
+
+template <DType kType>
+Kernels ScalarFor() {
+  return {&ScalarDecode<kType>, &ScalarDequant<kType>, &ScalarGemm};
+}
+
+}  // namespace
+
+Kernels ScalarKernels(DType w_type) {
+  switch (w_type) {
+    case DType::kF32: return ScalarFor<DType::kF32>();
+    case DType::kF16: return ScalarFor<DType::kF16>();
+    case DType::kBF16: return ScalarFor<DType::kBF16>();
+    case DType::kQ4_0: return ScalarFor<DType::kQ4_0>();
+    case DType::kQ4_1: return ScalarFor<DType::kQ4_1>();
+    case DType::kQ5_0: return ScalarFor<DType::kQ5_0>();
+    case DType::kQ5_1: return ScalarFor<DType::kQ5_1>();
+    case DType::kQ8_0: return ScalarFor<DType::kQ8_0>();
+    case DType::kQ4_K: return ScalarFor<DType::kQ4_K>();
+    case DType::kQ5_K: return ScalarFor<DType::kQ5_K>();
+    case DType::kQ6_K: return ScalarFor<DType::kQ6_K>();
+    default: return {};
+  }
+}
+
+Kernels ActiveKernels(DType w_type) {
+  const CpuIsa isa = ActiveCpuIsa();
+  if (isa >= CpuIsa::kAvx512Bw) return Avx512Kernels(w_type);
+  if (isa >= CpuIsa::kAvx2) return Avx2Kernels(w_type);
+  return ScalarKernels(w_type);
+}
+
+}  // namespace matmul_exact_internal
+
+namespace {
+
+using matmul_exact_internal::kMaxDecodeRows;
+using matmul_exact_internal::kTileCols;
+using matmul_exact_internal::kTilePad;
+using matmul_exact_internal::Kernels;
+
+// Multiply-adds below which a second thread costs more than it saves: a
+// ParallelFor wake-up is ~10-20 us on the 2-core development VM, where the
+// decode kernel streams ~2 multiply-adds per ns per thread
+// (benchmarks/matmul_exact_bench.cc measures both).
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 17;
+// Decode columns are handed out in groups of 4 (the kernel's row group).
+constexpr int64_t kDecodeGroup = 4;
+
+// Everything a worker needs, so the ParallelFor lambda captures one pointer
+// (std::function then stores it inline: no allocation per call).
+struct Job {
+  Kernels kernels;
+  const float* x;
+  int64_t m, k, n;
+  const uint8_t* w;
+  size_t w_stride;
+  float* y;
+};
+
+void DecodeColumns(const Job& job, int64_t group_begin, int64_t group_end) {
+  const int64_t c_begin = group_begin * kDecodeGroup;
+  const int64_t c_end = std::min(job.n, group_end * kDecodeGroup);
+  job.kernels.decode(job.x, job.m, job.k, job.w, job.w_stride, c_begin, c_end, job.y, job.n);
+}
+
+// The thread's dequantized tile: kTileCols rows of ld floats, 64-byte
+// aligned, grown only when k grows.
+float* TileBuffer(int64_t ld) {
+  thread_local std::vector<float> storage;
+  const size_t need = static_cast<size_t>(kTileCols * ld + 16);
+  if (storage.size() < need) storage.resize(need);
+  const auto addr = reinterpret_cast<uintptr_t>(storage.data());
+  return storage.data() + ((64 - addr % 64) % 64) / sizeof(float);
+}
+
+void PrefillTiles(const Job& job, int64_t tile_begin, int64_t tile_end) {
+  const int64_t ld = (job.k + kTilePad - 1) / kTilePad * kTilePad;
+  float* tile = TileBuffer(ld);
+  for (int64_t t = tile_begin; t < tile_end; ++t) {
+    const int64_t c0 = t * kTileCols;
+    const int64_t cols = std::min(kTileCols, job.n - c0);
+    job.kernels.dequant(job.w + c0 * job.w_stride, job.w_stride, cols, job.k, tile, ld);
+    job.kernels.gemm(job.x, job.m, job.k, tile, ld, cols, job.y + c0, job.n);
+  }
+}
+
+[[noreturn]] void Die(const absl::Status& status) {
+  std::fprintf(stderr, "alignserve: MatMulExact precondition: %s\n", status.ToString().c_str());
+  std::abort();
+}
+
+}  // namespace
+
+bool MatMulExactSupports(DType w_type) {
+  return matmul_exact_internal::ScalarKernels(w_type).decode != nullptr;
+}
+
+absl::Status ValidateMatMulExactWeight(DType w_type, int64_t k) {
+  if (!MatMulExactSupports(w_type)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MatMulExact: unsupported weight type id ", static_cast<uint32_t>(w_type)));
+  }
+  const int block = Info(w_type).block_elems;
+  if (k <= 0 || k % block != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MatMulExact: row length ", k, " is not a multiple of the ",
+                     std::string(DTypeName(w_type)), " block (", block, ")"));
+  }
+  return absl::OkStatus();
+}
+
+CpuIsa MatMulExactKernelIsa() {
+  const CpuIsa isa = ActiveCpuIsa();
+  return isa >= CpuIsa::kAvx512Bw ? CpuIsa::kAvx512Bw : isa;
+}
+
+void MatMulExact(const float* x, int64_t m, int64_t k, const void* w, DType w_type, int64_t n,
+                 float* y, ThreadPool& pool) {
+  if (absl::Status s = ValidateMatMulExactWeight(w_type, k); !s.ok()) Die(s);
+  if (m < 0 || n < 0) Die(absl::InvalidArgumentError("negative m or n"));
+  if (m == 0 || n == 0) return;
+  const Job job{matmul_exact_internal::ActiveKernels(w_type),
+                x,
+                m,
+                k,
+                n,
+                static_cast<const uint8_t*>(w),
+                RowBytes(w_type, k),
+                y};
+  const Job* job_ptr = &job;
+  if (m <= kMaxDecodeRows) {
+    const int64_t groups = (n + kDecodeGroup - 1) / kDecodeGroup;
+    const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / (m * k * kDecodeGroup));
+    pool.ParallelFor(groups, grain,
+                     [job_ptr](int64_t b, int64_t e) { DecodeColumns(*job_ptr, b, e); });
+    return;
+  }
+  const int64_t tiles = (n + kTileCols - 1) / kTileCols;
+  const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / (m * k * kTileCols));
+  pool.ParallelFor(tiles, grain, [job_ptr](int64_t b, int64_t e) { PrefillTiles(*job_ptr, b, e); });
+}
+
+}  // namespace alignserve

@@ -1,0 +1,163 @@
+#include "models/llama_model.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/status_macros.h"
+
+namespace alignserve {
+namespace {
+
+// The first `rows` rows of a scratch tensor.
+Tensor Rows(const Tensor& t, int64_t rows) { return t.View2d(rows, t.cols()); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
+    const ModelConfig& config, std::unique_ptr<LlamaWeights> weights, Backend& backend,
+    int max_model_len) {
+  auto model = std::unique_ptr<LlamaModel>(new LlamaModel(config, std::move(weights), backend));
+  model->max_model_len_ =
+      max_model_len > 0 ? max_model_len : config.max_position_embeddings;
+  ASSIGN_OR_RETURN(model->rope_,
+                   RopeTableStorage::Build(backend, config.rope, model->max_model_len_,
+                                           model->weights_->rope_freq_divisors));
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::AllocateKvCache(int num_blocks,
+                                                                     int block_size) {
+  KvCacheSpec spec;
+  spec.num_layers = config_.num_layers;
+  spec.num_blocks = num_blocks;
+  spec.block_size = block_size;
+  spec.num_kv_heads = config_.num_kv_heads;
+  spec.head_dim = config_.head_dim;
+  spec.dtype = backend_.activation_dtype();
+  return backend_.AllocateKvCache(spec);
+}
+
+absl::Status LlamaModel::EnsureScratch(int64_t tokens, int64_t logits_rows) {
+  Scratch& s = scratch_;
+  const int64_t rows = std::max(tokens, logits_rows);
+  if (rows <= s.capacity_tokens) return absl::OkStatus();
+  const ModelConfig& c = config_;
+  const int64_t q_dim = static_cast<int64_t>(c.num_heads) * c.head_dim;
+  const int64_t kv_dim = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  const int64_t widths[] = {c.hidden_size, c.hidden_size,       q_dim,
+                            kv_dim,        kv_dim,              q_dim,
+                            c.hidden_size, c.intermediate_size, c.intermediate_size,
+                            c.intermediate_size, c.hidden_size, c.vocab_size};
+  Tensor* tensors[] = {&s.residual, &s.x,  &s.q,  &s.k,   &s.v,    &s.attn,
+                       &s.proj,     &s.gate, &s.up, &s.act, &s.last, &s.logits};
+  const size_t elem = Info(backend_.activation_dtype()).block_bytes;
+  size_t total = 0;
+  for (int64_t w : widths) total += ((rows * w * elem + 63) / 64) * 64;
+  s.buffer.reset();
+  ASSIGN_OR_RETURN(s.buffer, backend_.Allocate(total));
+  char* p = static_cast<char*>(s.buffer->data());
+  for (size_t i = 0; i < std::size(widths); ++i) {
+    *tensors[i] = Tensor(backend_.activation_dtype(), {rows, widths[i]}, p);
+    p += ((rows * widths[i] * elem + 63) / 64) * 64;
+  }
+  s.capacity_tokens = rows;
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::CheckLayout(const BatchLayout& layout, const KvCache& cache) const {
+  const KvCacheSpec& spec = cache.spec();
+  for (int s = 0; s < layout.num_seqs(); ++s) {
+    const int32_t ctx = layout.context_lens[s];
+    if (ctx > max_model_len_) {
+      return absl::OutOfRangeError(absl::StrCat("sequence of ", ctx,
+                                                " tokens exceeds the model length ",
+                                                max_model_len_));
+    }
+    const int32_t needed = (ctx + spec.block_size - 1) / spec.block_size;
+    if (needed > layout.max_blocks_per_seq) {
+      return absl::InvalidArgumentError("block table shorter than the sequence");
+    }
+    for (int b = 0; b < needed; ++b) {
+      const int32_t id = layout.block_tables[static_cast<size_t>(s) * layout.max_blocks_per_seq + b];
+      if (id < 0 || id >= spec.num_blocks) {
+        return absl::OutOfRangeError(absl::StrCat("block id ", id, " outside the KV cache"));
+      }
+    }
+    for (int t = layout.query_start[s]; t < layout.query_start[s + 1]; ++t) {
+      if (layout.positions[t] < 0 || layout.positions[t] >= ctx) {
+        return absl::InvalidArgumentError("token position outside its sequence's context");
+      }
+    }
+  }
+  for (int32_t row : layout.logits_indices) {
+    if (row < 0 || row >= layout.num_tokens()) {
+      return absl::InvalidArgumentError("logits index outside the batch");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::Layer(const DeviceBatch& batch, KvCache& cache, int layer,
+                               const Tensor& x) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = weights_->layers[layer];
+  Scratch& s = scratch_;
+  const int64_t n = batch.num_tokens;
+  Tensor q = Rows(s.q, n), k = Rows(s.k, n), v = Rows(s.v, n), attn = Rows(s.attn, n);
+  Tensor proj = Rows(s.proj, n), residual = Rows(s.residual, n), h = Rows(s.x, n);
+  RETURN_IF_ERROR(backend_.MatMul(x, w.wq, w.bq.data ? &w.bq : nullptr, q));
+  RETURN_IF_ERROR(backend_.MatMul(x, w.wk, w.bk.data ? &w.bk : nullptr, k));
+  RETURN_IF_ERROR(backend_.MatMul(x, w.wv, w.bv.data ? &w.bv : nullptr, v));
+  RETURN_IF_ERROR(backend_.Rope(batch, rope_->table(), c.head_dim, q, k));
+  RETURN_IF_ERROR(backend_.WriteKv(batch, k, v, cache, layer));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  RETURN_IF_ERROR(backend_.PagedAttention(batch, q, cache, layer, c.num_heads, scale, attn));
+  RETURN_IF_ERROR(backend_.MatMul(attn, w.wo, nullptr, proj));
+  RETURN_IF_ERROR(backend_.AddRmsNorm(residual, proj, w.ffn_norm, c.rms_norm_eps, h));
+  Tensor gate = Rows(s.gate, n), up = Rows(s.up, n), act = Rows(s.act, n);
+  RETURN_IF_ERROR(backend_.MatMul(h, w.w_gate, nullptr, gate));
+  RETURN_IF_ERROR(backend_.MatMul(h, w.w_up, nullptr, up));
+  RETURN_IF_ERROR(backend_.SiluMul(gate, up, act));
+  return backend_.MatMul(act, w.w_down, nullptr, proj);
+}
+
+absl::Status LlamaModel::Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
+                                 ForwardOutput& out) {
+  const ModelConfig& c = config_;
+  RETURN_IF_ERROR(CheckLayout(layout, cache));
+  const int64_t n = layout.num_tokens();
+  const int64_t rows = static_cast<int64_t>(layout.logits_indices.size());
+  RETURN_IF_ERROR(EnsureScratch(n, rows));
+  ASSIGN_OR_RETURN(DeviceBatch batch, backend_.UploadBatch(layout));
+  Scratch& s = scratch_;
+  Tensor residual = Rows(s.residual, n), x = Rows(s.x, n), proj = Rows(s.proj, n);
+  RETURN_IF_ERROR(backend_.Embedding(batch, weights_->token_embedding, residual));
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    const Tensor& norm = weights_->layers[layer].attn_norm;
+    if (layer == 0) {
+      RETURN_IF_ERROR(backend_.RmsNorm(residual, norm, c.rms_norm_eps, x));
+    } else {
+      RETURN_IF_ERROR(backend_.AddRmsNorm(residual, proj, norm, c.rms_norm_eps, x));
+    }
+    RETURN_IF_ERROR(Layer(batch, cache, layer, x));
+  }
+  RETURN_IF_ERROR(backend_.Add(residual, proj));
+  // Only the sampled rows go through the final norm and the vocabulary head.
+  Tensor last = Rows(s.last, rows), logits = Rows(s.logits, rows);
+  RETURN_IF_ERROR(backend_.GatherRows(batch, residual, last));
+  RETURN_IF_ERROR(backend_.RmsNorm(last, weights_->final_norm, c.rms_norm_eps, last));
+  RETURN_IF_ERROR(backend_.MatMul(last, weights_->lm_head, nullptr, logits));
+  out.num_rows = static_cast<int>(rows);
+  out.logits.resize(static_cast<size_t>(rows) * c.vocab_size);
+  RETURN_IF_ERROR(backend_.CopyToHost(out.logits.data(), logits.data,
+                                      out.logits.size() * sizeof(float)));
+  out.hidden.clear();
+  if (want_hidden) {
+    out.hidden.resize(static_cast<size_t>(rows) * c.hidden_size);
+    RETURN_IF_ERROR(backend_.CopyToHost(out.hidden.data(), last.data,
+                                        out.hidden.size() * sizeof(float)));
+  }
+  return backend_.Synchronize();
+}
+
+}  // namespace alignserve

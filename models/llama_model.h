@@ -1,0 +1,62 @@
+// LlamaModel: the Llama-family decoder forward pass over any Backend.
+//
+// Per layer: RMSNorm -> Q/K/V projections (+ bias for Qwen2) -> rope ->
+// write K/V to the paged cache -> paged attention (GQA) -> output
+// projection -> residual add fused with the next RMSNorm -> SiLU-gated MLP.
+// Activations live in per-model scratch buffers that grow to the largest
+// step seen and are then reused (no allocation in steady-state decode).
+// Thread-safety: one driving thread.
+#ifndef ALIGNSERVE_MODELS_LLAMA_MODEL_H_
+#define ALIGNSERVE_MODELS_LLAMA_MODEL_H_
+
+#include <memory>
+
+#include "models/llama_weights.h"
+#include "models/model.h"
+#include "models/rope_table.h"
+
+namespace alignserve {
+
+class LlamaModel final : public Model {
+ public:
+  // max_model_len: positions the rope table covers (<= 0: the config's
+  // context length).
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(const ModelConfig& config,
+                                                            std::unique_ptr<LlamaWeights> weights,
+                                                            Backend& backend, int max_model_len);
+
+  const ModelConfig& config() const override { return config_; }
+  Backend& backend() override { return backend_; }
+  int max_model_len() const override { return max_model_len_; }
+  const LlamaWeights& weights() const { return *weights_; }
+  absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(int num_blocks,
+                                                           int block_size) override;
+  absl::Status Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
+                       ForwardOutput& out) override;
+
+ private:
+  // Activation buffers for `tokens` rows, each [tokens, width].
+  struct Scratch {
+    std::unique_ptr<DeviceBuffer> buffer;
+    int64_t capacity_tokens = 0;
+    Tensor residual, x, q, k, v, attn, proj, gate, up, act, last, logits;
+  };
+
+  LlamaModel(const ModelConfig& config, std::unique_ptr<LlamaWeights> weights, Backend& backend)
+      : config_(config), weights_(std::move(weights)), backend_(backend) {}
+
+  absl::Status EnsureScratch(int64_t tokens, int64_t logits_rows);
+  absl::Status Layer(const DeviceBatch& batch, KvCache& cache, int layer, const Tensor& rows_x);
+  absl::Status CheckLayout(const BatchLayout& layout, const KvCache& cache) const;
+
+  ModelConfig config_;
+  std::unique_ptr<LlamaWeights> weights_;
+  Backend& backend_;
+  std::unique_ptr<RopeTableStorage> rope_;
+  int max_model_len_ = 0;
+  Scratch scratch_;
+};
+
+}  // namespace alignserve
+
+#endif  // ALIGNSERVE_MODELS_LLAMA_MODEL_H_
