@@ -81,8 +81,9 @@ absl::Status ParseShape(const json& j, SafetensorsTensor* tensor) {
 // Fills a tensor from its header entry; the data pointer is set by the
 // caller. `buffer_size` is the size of the data buffer after the header.
 absl::Status ParseEntry(const json& entry, uint64_t buffer_size, SafetensorsTensor* tensor) {
-  if (!entry.is_object())
+  if (!entry.is_object()) {
     return EntryError(absl::StrCat("entry is ", entry.type_name(), ", not an object"));
+  }
   auto dtype = entry.find("dtype");
   if (dtype == entry.end() || !dtype->is_string()) return EntryError("missing string 'dtype'");
   const std::string& dtype_name = dtype->get_ref<const std::string&>();

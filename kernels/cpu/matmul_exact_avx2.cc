@@ -1,0 +1,369 @@
+// AVX2 + FMA + F16C kernels of MatMulExact (see matmul_exact.h); the same
+// design as matmul_exact_avx512.cc at 8 lanes. Decoders reproduce
+// DequantizeRow bit for bit for the same reason (every scale-by-quant
+// product is exact in f32, so fma(d, q, m) rounds once where d * q + m does).
+// Prefill tiles are 4 activation rows x 3 weight rows (12 ymm accumulators).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/matmul_exact.h"
+#include "kernels/cpu/quant_blocks.h"
+
+namespace alignserve {
+namespace matmul_exact_internal {
+namespace {
+
+inline float Half(uint16_t h) { return _cvtsh_ss(h); }
+inline __m128i Load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline __m128i Lo4(__m128i v) { return _mm_and_si128(v, _mm_set1_epi8(0x0f)); }
+inline __m128i Hi4(__m128i v) { return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f)); }
+inline __m128i Upper8(__m128i v) { return _mm_unpackhi_epi64(v, v); }
+inline __m256 U8ToPs(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
+inline __m256 I8ToPs(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+
+// 16 where bit i of `bits` (i < 16) is set, else 0, as 16 bytes.
+inline __m128i Bit4Bytes(uint32_t bits) {
+  const __m128i spread = _mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(bits)),
+                                          _mm_set_epi64x(0x0101010101010101, 0));
+  const __m128i select = _mm_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
+  return _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(spread, select), select), _mm_set1_epi8(16));
+}
+
+// Emits the 16 bytes of q (quant values) as two 8-lane vectors at off, off + 8.
+template <class Emit, class Convert>
+inline void EmitBytes(Emit& emit, int off, __m128i q, Convert convert) {
+  emit(off, convert(q));
+  emit(off + 8, convert(Upper8(q)));
+}
+
+// A decoder: kElems elements per block of kBytes bytes; Block(p, emit)
+// calls emit(offset, v) with v = elements [offset, offset + 8) for every
+// offset (a multiple of 8 below kElems). Float types (kFloat) have 8-element
+// "blocks" and One(row, i) for the tail of a row.
+struct DecQ4_0 {
+  static constexpr int kElems = 32, kBytes = sizeof(BlockQ4_0);
+  static constexpr bool kFloat = false;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    const auto* b = reinterpret_cast<const BlockQ4_0*>(p);
+    const __m256 d = _mm256_set1_ps(Half(b->d));
+    const __m128i q = Load16(b->qs), eight = _mm_set1_epi8(8);
+    auto cvt = [d](__m128i v) { return _mm256_mul_ps(d, I8ToPs(v)); };
+    EmitBytes(emit, 0, _mm_sub_epi8(Lo4(q), eight), cvt);
+    EmitBytes(emit, 16, _mm_sub_epi8(Hi4(q), eight), cvt);
+  }
+};
+
+struct DecQ4_1 {
+  static constexpr int kElems = 32, kBytes = sizeof(BlockQ4_1);
+  static constexpr bool kFloat = false;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    const auto* b = reinterpret_cast<const BlockQ4_1*>(p);
+    const __m256 d = _mm256_set1_ps(Half(b->d)), m = _mm256_set1_ps(Half(b->m));
+    const __m128i q = Load16(b->qs);
+    auto cvt = [d, m](__m128i v) { return _mm256_fmadd_ps(d, U8ToPs(v), m); };
+    EmitBytes(emit, 0, Lo4(q), cvt);
+    EmitBytes(emit, 16, Hi4(q), cvt);
+  }
+};
+
+struct DecQ5_0 {
+  static constexpr int kElems = 32, kBytes = sizeof(BlockQ5_0);
+  static constexpr bool kFloat = false;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    const auto* b = reinterpret_cast<const BlockQ5_0*>(p);
+    const __m256 d = _mm256_set1_ps(Half(b->d));
+    uint32_t qh;
+    std::memcpy(&qh, b->qh, 4);
+    const __m128i q = Load16(b->qs), sixteen = _mm_set1_epi8(16);
+    auto cvt = [d](__m128i v) { return _mm256_mul_ps(d, I8ToPs(v)); };
+    EmitBytes(emit, 0, _mm_sub_epi8(_mm_or_si128(Lo4(q), Bit4Bytes(qh)), sixteen), cvt);
+    EmitBytes(emit, 16, _mm_sub_epi8(_mm_or_si128(Hi4(q), Bit4Bytes(qh >> 16)), sixteen), cvt);
+  }
+};
+
+struct DecQ5_1 {
+  static constexpr int kElems = 32, kBytes = sizeof(BlockQ5_1);
+  static constexpr bool kFloat = false;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    const auto* b = reinterpret_cast<const BlockQ5_1*>(p);
+    const __m256 d = _mm256_set1_ps(Half(b->d)), m = _mm256_set1_ps(Half(b->m));
+    uint32_t qh;
+    std::memcpy(&qh, b->qh, 4);
+    const __m128i q = Load16(b->qs);
+    auto cvt = [d, m](__m128i v) { return _mm256_fmadd_ps(d, U8ToPs(v), m); };
+    EmitBytes(emit, 0, _mm_or_si128(Lo4(q), Bit4Bytes(qh)), cvt);
+    EmitBytes(emit, 16, _mm_or_si128(Hi4(q), Bit4Bytes(qh >> 16)), cvt);
+  }
+};
+
+struct DecQ8_0 {
+  static constexpr int kElems = 32, kBytes = sizeof(BlockQ8_0);
+  static constexpr bool kFloat = false;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(p);
+    const __m256 d = _mm256_set1_ps(Half(b->d));
+    auto cvt = [d](__m128i v) { return _mm256_mul_ps(I8ToPs(v), d); };
+    EmitBytes(emit, 0, Load16(b->qs), cvt);
+    EmitBytes(emit, 16, Load16(b->qs + 16), cvt);
+  }
+};
+
+// Q4_K / Q5_K: sub-block j is nibble j % 2 of qs[32 (j / 2) + l], plus (Q5_K)
+// bit j of qh[l]; w = (d sc_j) q - dmin m_j.
+template <bool kFive>
+struct DecQ45_K {
+  using B = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
+  static constexpr int kElems = kQKK, kBytes = sizeof(B);
+  static constexpr bool kFloat = false;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    const auto* b = reinterpret_cast<const B*>(p);
+    const float d = Half(b->d), dmin = Half(b->dmin);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, mn;
+      KQuantScaleMin(b->scales, j, &sc, &mn);
+      const __m256 dl = _mm256_set1_ps(d * static_cast<float>(sc));
+      const __m256 neg_ml = _mm256_set1_ps(-(dmin * static_cast<float>(mn)));
+      auto cvt = [dl, neg_ml](__m128i v) { return _mm256_fmadd_ps(dl, U8ToPs(v), neg_ml); };
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        __m128i q = Load16(b->qs + 32 * (j / 2) + 16 * half);
+        q = j % 2 ? Hi4(q) : Lo4(q);
+        if constexpr (kFive) {
+          const __m128i bit = _mm_set1_epi8(static_cast<char>(1 << j));
+          const __m128i set = _mm_cmpeq_epi8(_mm_and_si128(Load16(b->qh + 16 * half), bit), bit);
+          q = _mm_or_si128(q, _mm_and_si128(set, _mm_set1_epi8(16)));
+        }
+        EmitBytes(emit, 32 * j + 16 * half, q, cvt);
+      }
+    }
+  }
+};
+
+// Element 128g + 32s + l: low nibble s / 2 of ql[64g + 32 (s % 2) + l], high
+// bits 2s.. of qh[32g + l], scale scales[8g + 2s + l / 16].
+struct DecQ6_K {
+  static constexpr int kElems = kQKK, kBytes = sizeof(BlockQ6_K);
+  static constexpr bool kFloat = false;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    const auto* b = reinterpret_cast<const BlockQ6_K*>(p);
+    const float d = Half(b->d);
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; ++t) {
+      const int g = t / 8, s = (t / 2) % 4, l0 = 16 * (t % 2);
+      __m128i lo = Load16(b->ql + 64 * g + 32 * (s % 2) + l0);
+      lo = s < 2 ? Lo4(lo) : Hi4(lo);
+      __m128i hi = _mm_srl_epi16(Load16(b->qh + 32 * g + l0), _mm_cvtsi32_si128(2 * s));
+      hi = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
+      const __m128i q = _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
+      const __m256 dl = _mm256_set1_ps(d * static_cast<float>(b->scales[8 * g + 2 * s + t % 2]));
+      EmitBytes(emit, 128 * g + 32 * s + l0, q, [dl](__m128i v) { return _mm256_mul_ps(dl, I8ToPs(v)); });
+    }
+  }
+};
+
+struct DecF32 {
+  static constexpr int kElems = 8, kBytes = 32;
+  static constexpr bool kFloat = true;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    emit(0, _mm256_loadu_ps(reinterpret_cast<const float*>(p)));
+  }
+  static float One(const uint8_t* row, int64_t i) {
+    float v;
+    std::memcpy(&v, row + 4 * i, 4);
+    return v;
+  }
+};
+
+struct DecF16 {
+  static constexpr int kElems = 8, kBytes = 16;
+  static constexpr bool kFloat = true;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    emit(0, _mm256_cvtph_ps(Load16(p)));
+  }
+  static float One(const uint8_t* row, int64_t i) {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * i, 2);
+    return Half(h);
+  }
+};
+
+struct DecBF16 {
+  static constexpr int kElems = 8, kBytes = 16;
+  static constexpr bool kFloat = true;
+  template <class Emit>
+  static void Block(const uint8_t* p, Emit&& emit) {
+    emit(0, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(Load16(p)), 16)));
+  }
+  static float One(const uint8_t* row, int64_t i) {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * i, 2);
+    const uint32_t bits = static_cast<uint32_t>(h) << 16;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
+  }
+};
+
+inline float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// ---- decode: m <= 3 rows, weights decoded in registers --------------------
+
+template <class D, int M, int NR>
+void DecodeGroup(const float* x, int64_t k, const uint8_t* w, size_t w_stride, float* y,
+                 int64_t ldy) {
+  __m256 acc[M][NR];
+#pragma GCC unroll 12
+  for (int i = 0; i < M * NR; ++i) (&acc[0][0])[i] = _mm256_setzero_ps();
+  const int64_t nb = k / D::kElems;
+  for (int64_t blk = 0; blk < nb; ++blk) {
+    const float* xb = x + blk * D::kElems;
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      D::Block(w + j * w_stride + blk * D::kBytes, [&](int off, __m256 v) {
+#pragma GCC unroll 3
+        for (int r = 0; r < M; ++r) {
+          acc[r][j] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xb + r * k + off), acc[r][j]);
+        }
+      });
+    }
+  }
+  for (int r = 0; r < M; ++r) {
+    for (int j = 0; j < NR; ++j) {
+      float s = HorizontalSum(acc[r][j]);
+      if constexpr (D::kFloat) {
+        for (int64_t i = nb * D::kElems; i < k; ++i) s += x[r * k + i] * D::One(w + j * w_stride, i);
+      }
+      y[r * ldy + j] = s;
+    }
+  }
+}
+
+template <class D, int M>
+void DecodeRows(const float* x, int64_t k, const uint8_t* w, size_t w_stride, int64_t c_begin,
+                int64_t c_end, float* y, int64_t ldy) {
+  int64_t c = c_begin;
+  for (; c + 4 <= c_end; c += 4) DecodeGroup<D, M, 4>(x, k, w + c * w_stride, w_stride, y + c, ldy);
+  for (; c < c_end; ++c) DecodeGroup<D, M, 1>(x, k, w + c * w_stride, w_stride, y + c, ldy);
+}
+
+template <class D>
+void Decode(const float* x, int64_t m, int64_t k, const uint8_t* w, size_t w_stride,
+            int64_t c_begin, int64_t c_end, float* y, int64_t ldy) {
+  switch (m) {
+    case 1: return DecodeRows<D, 1>(x, k, w, w_stride, c_begin, c_end, y, ldy);
+    case 2: return DecodeRows<D, 2>(x, k, w, w_stride, c_begin, c_end, y, ldy);
+    default: return DecodeRows<D, 3>(x, k, w, w_stride, c_begin, c_end, y, ldy);
+  }
+}
+
+// ---- prefill: dequantize a tile, then a register-blocked f32 GEMM ----------
+
+template <class D>
+void Dequant(const uint8_t* w, size_t w_stride, int64_t rows, int64_t k, float* out, int64_t ld) {
+  const int64_t nb = k / D::kElems;
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint8_t* row = w + i * w_stride;
+    float* o = out + i * ld;
+    for (int64_t blk = 0; blk < nb; ++blk) {
+      float* ob = o + blk * D::kElems;
+      D::Block(row + blk * D::kBytes, [ob](int off, __m256 v) { _mm256_storeu_ps(ob + off, v); });
+    }
+    int64_t j = nb * D::kElems;
+    if constexpr (D::kFloat) {
+      for (; j < k; ++j) o[j] = D::One(row, j);
+    }
+    for (; j < ld; ++j) o[j] = 0.0f;
+  }
+}
+
+// Lane mask for the last k % 8 activations (maskload zeroes the rest).
+inline __m256i TailMask(int64_t count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// R x C outputs (R <= 4, C <= 3): accumulator [r][c] holds 8 lanes of x_r . w_c.
+template <int R, int C>
+void Tile(const float* x, int64_t k, const float* wd, int64_t ldw, float* y, int64_t ldy) {
+  __m256 acc[R][C];
+#pragma GCC unroll 12
+  for (int i = 0; i < R * C; ++i) (&acc[0][0])[i] = _mm256_setzero_ps();
+  const int64_t k8 = k & ~int64_t{7};
+  auto step = [&](int64_t i, bool tail) {
+    __m256 wv[C];
+#pragma GCC unroll 3
+    for (int c = 0; c < C; ++c) wv[c] = _mm256_load_ps(wd + c * ldw + i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 xv = tail ? _mm256_maskload_ps(x + r * k + i, TailMask(k - i))
+                             : _mm256_loadu_ps(x + r * k + i);
+#pragma GCC unroll 3
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
+    }
+  };
+  for (int64_t i = 0; i < k8; i += 8) step(i, false);
+  if (k8 < k) step(k8, true);
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) y[r * ldy + c] = HorizontalSum(acc[r][c]);
+  }
+}
+
+using TileFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t);
+template <int R>
+constexpr TileFn kTileRow[3] = {&Tile<R, 1>, &Tile<R, 2>, &Tile<R, 3>};
+constexpr const TileFn* kTiles[4] = {kTileRow<1>, kTileRow<2>, kTileRow<3>, kTileRow<4>};
+
+void Gemm(const float* x, int64_t m, int64_t k, const float* wd, int64_t ldw, int64_t cols,
+          float* y, int64_t ldy) {
+  for (int64_t r = 0; r < m; r += 4) {
+    const int rows = static_cast<int>(std::min<int64_t>(4, m - r));
+    for (int64_t c = 0; c < cols; c += 3) {
+      const int n = static_cast<int>(std::min<int64_t>(3, cols - c));
+      kTiles[rows - 1][n - 1](x + r * k, k, wd + c * ldw, ldw, y + r * ldy + c, ldy);
+    }
+  }
+}
+
+template <class D>
+Kernels For() {
+  return {&Decode<D>, &Dequant<D>, &Gemm};
+}
+
+}  // namespace
+
+Kernels Avx2Kernels(DType w_type) {
+  switch (w_type) {
+    case DType::kF32: return For<DecF32>();
+    case DType::kF16: return For<DecF16>();
+    case DType::kBF16: return For<DecBF16>();
+    case DType::kQ4_0: return For<DecQ4_0>();
+    case DType::kQ4_1: return For<DecQ4_1>();
+    case DType::kQ5_0: return For<DecQ5_0>();
+    case DType::kQ5_1: return For<DecQ5_1>();
+    case DType::kQ8_0: return For<DecQ8_0>();
+    case DType::kQ4_K: return For<DecQ45_K<false>>();
+    case DType::kQ5_K: return For<DecQ45_K<true>>();
+    case DType::kQ6_K: return For<DecQ6_K>();
+    default: return {};
+  }
+}
+
+}  // namespace matmul_exact_internal
+}  // namespace alignserve

@@ -1,0 +1,310 @@
+// MatMulExact against "DequantizeRow, then a double-precision dot product",
+// for every supported weight type at every ISA level this machine has, over
+// odd shapes that exercise both paths (decode m <= 3, prefill m >= 4), row
+// and column remainders and (float types) k tails.
+//
+// Tolerance (derived, per output y[r, c] = sum_i x_i w_i, S = sum_i |x_i w_i|):
+// the kernels' weights equal DequantizeRow's bit for bit (checked directly
+// below), so the only error is f32 rounding of products and sums. Any
+// summation order of k terms (with or without fused multiply-add) is within
+// gamma_k * S <= (k + 2) * 2^-24 * S of the exact sum. For k = 1536 that is
+// ~9e-5 * S worst case, against ~4e-3 * S for the int8-activation MatMul.
+// Integer-valued inputs whose partial sums stay below 2^24 have no rounding
+// at all, so there the result must be exactly the oracle.
+#include "kernels/cpu/matmul_exact.h"
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/fp16.h"
+#include "kernels/cpu/quant_blocks.h"
+#include "kernels/thread_pool.h"
+
+// Counts heap allocations made by this thread, for the steady-state test.
+namespace {
+thread_local long allocations_on_this_thread = 0;
+}
+void* operator new(size_t size) {
+  ++allocations_on_this_thread;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace alignserve {
+namespace {
+
+using matmul_exact_internal::Kernels;
+
+const DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
+                        DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kQ8_0,
+                        DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+
+struct ScaleField {
+  int offset;    // byte offset of an fp16 field inside the block
+  bool is_min;   // an additive offset (Q4_1/Q5_1 m, K-quant dmin)
+};
+
+std::vector<ScaleField> ScaleFields(DType t) {
+  switch (t) {
+    case DType::kQ4_0:
+    case DType::kQ5_0:
+    case DType::kQ8_0: return {{0, false}};
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K: return {{0, false}, {2, true}};
+    case DType::kQ6_K: return {{208, false}};
+    default: return {};
+  }
+}
+
+void PutHalf(uint8_t* p, float v) {
+  const uint16_t h = F32ToFp16(v);
+  std::memcpy(p, &h, 2);
+}
+
+// n rows of k elements: random quant bits, sane fp16 scales (1 block in 8
+// gets an fp16-subnormal scale, to prove those convert exactly), random
+// finite values for the float types. integer_valued: scale 1, offset -8 or
+// 1 (and small integer floats), so every weight is a small integer.
+std::vector<uint8_t> MakeWeights(DType t, int64_t n, int64_t k, uint32_t seed,
+                                 bool integer_valued = false) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> scale(0.002f, 0.02f), offset(-0.15f, 0.05f);
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> small_int(-3, 3);
+  std::vector<uint8_t> w(RowBytes(t, k) * n);
+  if (!Info(t).quantized) {
+    const int64_t count = n * k;
+    for (int64_t i = 0; i < count; ++i) {
+      const float v = integer_valued ? static_cast<float>(small_int(rng)) : value(rng);
+      if (t == DType::kF32) std::memcpy(w.data() + 4 * i, &v, 4);
+      if (t == DType::kF16) PutHalf(w.data() + 2 * i, v);
+      if (t == DType::kBF16) {
+        const uint16_t b = F32ToBf16(v);
+        std::memcpy(w.data() + 2 * i, &b, 2);
+      }
+    }
+    return w;
+  }
+  for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+  const int block_bytes = Info(t).block_bytes;
+  const std::vector<ScaleField> fields = ScaleFields(t);
+  for (size_t blk = 0; blk * block_bytes < w.size(); ++blk) {
+    uint8_t* p = w.data() + blk * block_bytes;
+    const bool subnormal = rng() % 8 == 0;
+    for (const ScaleField& f : fields) {
+      float v = f.is_min ? offset(rng) : scale(rng);
+      if (subnormal) v *= 1e-3f;
+      if (integer_valued) v = f.is_min ? (t == DType::kQ4_1 || t == DType::kQ5_1 ? -8.0f : 1.0f) : 1.0f;
+      PutHalf(p + f.offset, v);
+    }
+    if (integer_valued && t == DType::kQ6_K) {
+      for (int j = 0; j < 16; ++j) p[192 + j] = static_cast<uint8_t>(static_cast<int8_t>(small_int(rng)));
+    }
+  }
+  return w;
+}
+
+std::vector<float> Dequantized(DType t, const std::vector<uint8_t>& w, int64_t n, int64_t k) {
+  std::vector<float> out(n * k);
+  for (int64_t c = 0; c < n; ++c) {
+    REQUIRE(DequantizeRow(t, w.data() + c * RowBytes(t, k), k, out.data() + c * k).ok());
+  }
+  return out;
+}
+
+// Exact-ish products (double) and S = sum |x w| for all m x n outputs.
+struct Oracle {
+  std::vector<double> y, magnitude;
+};
+
+Oracle Reference(const std::vector<float>& x, const std::vector<float>& wd, int64_t m, int64_t n,
+                 int64_t k) {
+  Oracle o{std::vector<double>(m * n), std::vector<double>(m * n)};
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      double s = 0, a = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double p = static_cast<double>(x[r * k + i]) * wd[c * k + i];
+        s += p;
+        a += std::fabs(p);
+      }
+      o.y[r * n + c] = s;
+      o.magnitude[r * n + c] = a;
+    }
+  }
+  return o;
+}
+
+std::vector<float> RandomActivations(int64_t m, int64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(m * k);
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+std::vector<int64_t> RowLengths(DType t) {
+  if (Info(t).block_elems == kQKK) return {512, 1536};
+  std::vector<int64_t> ks = {96, 512, 1536};
+  if (!Info(t).quantized) ks.push_back(37);  // a k tail shorter than a vector
+  return ks;
+}
+
+
+// Runs MatMulExact on a NaN-poisoned y and returns it.
+std::vector<float> RunExact(const std::vector<float>& x, int64_t m, int64_t k,
+                            const std::vector<uint8_t>& w, DType t, int64_t n, ThreadPool& pool) {
+  std::vector<float> y(m * n, std::numeric_limits<float>::quiet_NaN());
+  MatMulExact(x.data(), m, k, w.data(), t, n, y.data(), pool);
+  return y;
+}
+
+TEST_CASE("decoders reproduce DequantizeRow bit for bit at every ISA level") {
+  for (DType t : kTypes) {
+    for (int64_t k : RowLengths(t)) {
+      const int64_t n = 5, ld = (k + 15) / 16 * 16 + 16;
+      const std::vector<uint8_t> w = MakeWeights(t, n, k, 11);
+      const std::vector<float> want = Dequantized(t, w, n, k);
+      for (CpuIsa isa : AvailableCpuIsas()) {
+        ScopedCpuIsaCap cap(isa);
+        INFO(DTypeName(t) << " k=" << k << " isa=" << CpuIsaName(isa));
+        const Kernels kernels = matmul_exact_internal::ActiveKernels(t);
+        std::vector<float> got(n * ld, std::numeric_limits<float>::quiet_NaN());
+        kernels.dequant(w.data(), RowBytes(t, k), n, k, got.data(), ld);
+        int mismatches = 0, bad_padding = 0;
+        for (int64_t c = 0; c < n; ++c) {
+          mismatches += std::memcmp(got.data() + c * ld, want.data() + c * k, 4 * k) != 0;
+          for (int64_t j = k; j < ld; ++j) bad_padding += got[c * ld + j] != 0.0f;
+        }
+        CHECK(mismatches == 0);
+        CHECK(bad_padding == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("MatMulExact equals the dequantized f32 product within float rounding") {
+  ThreadPool pool(2);
+  const int64_t kRows[] = {1, 2, 3, 4, 5, 17, 64};
+  const int64_t kCols[] = {1, 7, 33, 130};
+  for (DType t : kTypes) {
+    for (int64_t k : RowLengths(t)) {
+      const std::vector<uint8_t> w = MakeWeights(t, 130, k, 21 + static_cast<uint32_t>(k));
+      const std::vector<float> x = RandomActivations(64, k, 5);
+      const Oracle oracle = Reference(x, Dequantized(t, w, 130, k), 64, 130, k);
+      const double unit = std::ldexp(1.0, -24) * static_cast<double>(k + 2);
+      for (CpuIsa isa : AvailableCpuIsas()) {
+        ScopedCpuIsaCap cap(isa);
+        for (int64_t m : kRows) {
+          for (int64_t n : kCols) {
+            const std::vector<float> y = RunExact(x, m, k, w, t, n, pool);
+            double worst = 0;  // largest |error| / bound; NaN (unwritten) fails
+            for (int64_t r = 0; r < m; ++r) {
+              for (int64_t c = 0; c < n; ++c) {
+                const double err = std::fabs(y[r * n + c] - oracle.y[r * 130 + c]);
+                const double ratio = err / (unit * oracle.magnitude[r * 130 + c] + 1e-30);
+                worst = std::isnan(err) ? std::numeric_limits<double>::infinity()
+                                        : std::max(worst, ratio);
+              }
+            }
+            INFO(DTypeName(t) << " isa=" << CpuIsaName(isa) << " m=" << m << " n=" << n
+                              << " k=" << k << " worst err / bound = " << worst);
+            CHECK(worst <= 1.0);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("integer-valued products are computed with no rounding at all") {
+  ThreadPool pool(2);
+  const int64_t k = 1536, n = 37;
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> small(-2, 2);
+  std::vector<float> x(17 * k);
+  for (float& v : x) v = static_cast<float>(small(rng));
+  for (DType t : kTypes) {
+    const std::vector<uint8_t> w = MakeWeights(t, n, k, 9, /*integer_valued=*/true);
+    const Oracle oracle = Reference(x, Dequantized(t, w, n, k), 17, n, k);
+    for (CpuIsa isa : AvailableCpuIsas()) {
+      ScopedCpuIsaCap cap(isa);
+      for (int64_t m : {1, 3, 17}) {
+        INFO(DTypeName(t) << " isa=" << CpuIsaName(isa) << " m=" << m);
+        REQUIRE(oracle.magnitude[0] < 16777216.0);  // partial sums exact in f32
+        const std::vector<float> y = RunExact(x, m, k, w, t, n, pool);
+        int inexact = 0;
+        for (int64_t i = 0; i < m * n; ++i) inexact += y[i] != oracle.y[i];
+        CHECK(inexact == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("one thread and three threads give bitwise equal results") {
+  ThreadPool one(1), three(3);
+  for (DType t : {DType::kQ4_1, DType::kQ6_K, DType::kF16}) {
+    const int64_t k = 512, n = 130;
+    const std::vector<uint8_t> w = MakeWeights(t, n, k, 4);
+    const std::vector<float> x = RandomActivations(64, k, 6);
+    for (CpuIsa isa : AvailableCpuIsas()) {
+      ScopedCpuIsaCap cap(isa);
+      for (int64_t m : {1, 3, 5, 64}) {
+        INFO(DTypeName(t) << " isa=" << CpuIsaName(isa) << " m=" << m);
+        const std::vector<float> a = RunExact(x, m, k, w, t, n, one);
+        const std::vector<float> b = RunExact(x, m, k, w, t, n, three);
+        CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("MatMulExact allocates nothing in steady state") {
+  ThreadPool pool(1);
+  const int64_t k = 576, n = 192;
+  const std::vector<uint8_t> w = MakeWeights(DType::kQ4_1, n, k, 8);
+  const std::vector<float> x = RandomActivations(16, k, 8);
+  std::vector<float> y(16 * n);
+  for (int64_t m : {1, 16}) {
+    MatMulExact(x.data(), m, k, w.data(), DType::kQ4_1, n, y.data(), pool);  // grows scratch
+    const long before = allocations_on_this_thread;
+    MatMulExact(x.data(), m, k, w.data(), DType::kQ4_1, n, y.data(), pool);
+    CHECK(allocations_on_this_thread == before);
+  }
+}
+
+TEST_CASE("MatMulExact validates the weight type and row length") {
+  for (DType t : kTypes) CHECK(MatMulExactSupports(t));
+  CHECK_FALSE(MatMulExactSupports(DType::kQ2_K));
+  CHECK_FALSE(MatMulExactSupports(DType::kQ3_K));
+  CHECK_FALSE(MatMulExactSupports(DType::kI32));
+  CHECK(ValidateMatMulExactWeight(DType::kQ4_1, 96).ok());
+  CHECK_FALSE(ValidateMatMulExactWeight(DType::kQ4_1, 100).ok());
+  CHECK_FALSE(ValidateMatMulExactWeight(DType::kQ4_K, 96).ok());
+  CHECK_FALSE(ValidateMatMulExactWeight(DType::kQ8_0, 0).ok());
+  CHECK(ValidateMatMulExactWeight(DType::kF32, 37).ok());
+}
+
+TEST_CASE("empty products write nothing") {
+  ThreadPool pool(2);
+  float y = 42.0f;
+  const std::vector<uint8_t> w = MakeWeights(DType::kQ8_0, 1, 32, 1);
+  MatMulExact(nullptr, 0, 32, w.data(), DType::kQ8_0, 1, &y, pool);
+  MatMulExact(nullptr, 1, 32, w.data(), DType::kQ8_0, 0, &y, pool);
+  CHECK(y == 42.0f);
+}
+
+}  // namespace
+}  // namespace alignserve
