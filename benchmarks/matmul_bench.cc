@@ -10,10 +10,12 @@
 // cache-resident copy.
 //   matmul_bench --type Q4_K     one type (repeatable), all its shapes
 //   matmul_bench --pool          also time an empty 2-way ParallelFor
+//   matmul_bench --isa avx512    only that ISA level
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -76,6 +78,9 @@ double SecondsPerCall(const std::vector<float>& x, int64_t m, const Shape& s,
   return windows[1];
 }
 
+// Set by --isa: only that level is timed (and no ratio to scalar printed).
+std::optional<CpuIsa> only_isa;
+
 void Bench(DType t, const Shape& s, int64_t m, bool cold = false) {
   const std::vector<uint8_t> one = RandomWeights(t, s.n, s.k);
   const int64_t copies = cold ? ColdCopies(one.size()) : 1;
@@ -90,16 +95,17 @@ void Bench(DType t, const Shape& s, int64_t m, bool cold = false) {
   for (CpuIsa isa : AvailableCpuIsas()) {
     ScopedCpuIsaCap cap(isa);
     if (isa != CpuIsa::kScalar && MatMulKernelIsa(t) != isa) continue;
+    if (only_isa && isa != *only_isa) continue;
     const double sec = SecondsPerCall(x, m, s, w, copies, t, y);
     if (isa == CpuIsa::kScalar) base = sec;
     const double gflops = 2.0 * m * s.n * s.k / sec * 1e-9;
     const double gbs = static_cast<double>(one.size()) / sec * 1e-9;
-    std::printf(
-        "%-5s %-9s m=%-4lld k=%-5lld n=%-6lld %-4s %-8s %9.1f us %8.2f GFLOP/s %7.2f GB/s  x%.1f "
-        "vs scalar\n",
-        std::string(DTypeName(t)).c_str(), s.name, static_cast<long long>(m),
-        static_cast<long long>(s.k), static_cast<long long>(s.n), cold ? "cold" : "warm",
-        std::string(CpuIsaName(isa)).c_str(), sec * 1e6, gflops, gbs, base / sec);
+    std::printf("%-5s %-9s m=%-4lld k=%-5lld n=%-6lld %-4s %-8s %9.1f us %8.2f GFLOP/s %7.2f GB/s",
+                std::string(DTypeName(t)).c_str(), s.name, static_cast<long long>(m),
+                static_cast<long long>(s.k), static_cast<long long>(s.n), cold ? "cold" : "warm",
+                std::string(CpuIsaName(isa)).c_str(), sec * 1e6, gflops, gbs);
+    if (base > 0) std::printf("  x%.1f vs scalar", base / sec);
+    std::printf("\n");
     std::fflush(stdout);
   }
 }
@@ -137,6 +143,8 @@ int main(int argc, char** argv) {
       quick = true;
     } else if (std::strcmp(argv[i], "--pool") == 0) {
       pool = true;
+    } else if (std::strcmp(argv[i], "--isa") == 0 && i + 1 < argc) {
+      alignserve::only_isa = alignserve::ParseCpuIsa(argv[++i]);
     } else if (std::strcmp(argv[i], "--type") == 0 && i + 1 < argc) {
       const std::string name = argv[++i];
       for (uint32_t id = 0; id < 64; ++id) {
@@ -144,15 +152,16 @@ int main(int argc, char** argv) {
         if (info && info->name == name) only.push_back(static_cast<DType>(id));
       }
     } else {
-      std::fprintf(stderr, "usage: matmul_bench [--quick] [--pool] [--type NAME]...\n");
+      std::fprintf(stderr,
+                   "usage: matmul_bench [--quick] [--pool] [--isa LEVEL] [--type NAME]...\n");
       return 2;
     }
   }
   const auto wanted = [&](DType t) {
     return only.empty() || std::find(only.begin(), only.end(), t) != only.end();
   };
-  const Shape attn_kv{"attn_kv", 576, 192}, attn_q{"attn_q", 576, 576},
-      mlp_up{"mlp_up", 576, 1536}, mlp_down{"mlp_down", 1536, 576}, head{"lm_head", 576, 49152};
+  const Shape attn_kv{"attn_kv", 576, 192}, attn_q{"attn_q", 576, 576}, mlp_up{"mlp_up", 576, 1536},
+      mlp_down{"mlp_down", 1536, 576}, head{"lm_head", 576, 49152};
   std::printf("threads=%d host_isa=%s\n", alignserve::DefaultThreadPool().num_threads(),
               std::string(alignserve::CpuIsaName(alignserve::HostCpuIsa())).c_str());
   if (pool) alignserve::BenchPool();
@@ -169,7 +178,8 @@ int main(int argc, char** argv) {
   for (int64_t m : {64, 512}) {
     if (quick) break;
     if (wanted(DType::kQ4_1)) {
-      for (const Shape& s : {attn_kv, attn_q, mlp_up, mlp_down}) alignserve::Bench(DType::kQ4_1, s, m);
+      for (const Shape& s : {attn_kv, attn_q, mlp_up, mlp_down})
+        alignserve::Bench(DType::kQ4_1, s, m);
     }
     if (wanted(DType::kQ8_0) && m <= 64) alignserve::Bench(DType::kQ8_0, head, m);
   }

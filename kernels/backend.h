@@ -80,6 +80,13 @@ struct RopeTable {
   bool interleaved = false;
 };
 
+// A weight placed on a backend: the tensor, and the buffer that owns its
+// memory (null when the tensor views host memory in place, e.g. a mapping).
+struct DeviceTensor {
+  Tensor tensor;
+  std::unique_ptr<DeviceBuffer> buffer;
+};
+
 struct BlockCopy {
   int32_t src;
   int32_t dst;
@@ -102,6 +109,11 @@ class Backend {
   // True if the backend can use `dtype` weights directly in MatMul.
   virtual bool SupportsWeightType(DType dtype) const = 0;
   virtual absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(const KvCacheSpec& spec) = 0;
+  // Places a host weight matrix where MatMul and Embedding can read it,
+  // converting its dtype if the backend needs another. The default keeps
+  // the dtype: in place when shares_host_memory(), else copied; it fails
+  // for a dtype SupportsWeightType rejects.
+  virtual absl::StatusOr<DeviceTensor> UploadWeight(const Tensor& host);
 
   // Makes a per-step DeviceBatch from the host layout; valid until the next
   // call. May reuse internal buffers (no allocation in steady state).

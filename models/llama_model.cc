@@ -44,21 +44,32 @@ absl::Status LlamaModel::EnsureScratch(int64_t tokens, int64_t logits_rows) {
   const ModelConfig& c = config_;
   const int64_t q_dim = static_cast<int64_t>(c.num_heads) * c.head_dim;
   const int64_t kv_dim = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
-  const int64_t widths[] = {c.hidden_size, c.hidden_size,       q_dim,
-                            kv_dim,        kv_dim,              q_dim,
-                            c.hidden_size, c.intermediate_size, c.intermediate_size,
-                            c.intermediate_size, c.hidden_size, c.vocab_size};
-  Tensor* tensors[] = {&s.residual, &s.x,  &s.q,  &s.k,   &s.v,    &s.attn,
-                       &s.proj,     &s.gate, &s.up, &s.act, &s.last, &s.logits};
-  const size_t elem = Info(backend_.activation_dtype()).block_bytes;
+  const DType act = backend_.activation_dtype();
+  struct Slot {
+    Tensor* tensor;
+    int64_t width;
+    DType dtype;
+  };
+  const Slot slots[] = {
+      {&s.residual, c.hidden_size, act}, {&s.x, c.hidden_size, act},
+      {&s.q, q_dim, act},                {&s.k, kv_dim, act},
+      {&s.v, kv_dim, act},               {&s.attn, q_dim, act},
+      {&s.proj, c.hidden_size, act},     {&s.gate, c.intermediate_size, act},
+      {&s.up, c.intermediate_size, act}, {&s.act, c.intermediate_size, act},
+      {&s.last, c.hidden_size, act},     {&s.logits, c.vocab_size, DType::kF32},
+      {&s.hidden, c.hidden_size, DType::kF32},
+  };
+  auto padded_bytes = [rows](const Slot& slot) {
+    return (RowBytes(slot.dtype, rows * slot.width) + 63) / 64 * 64;
+  };
   size_t total = 0;
-  for (int64_t w : widths) total += ((rows * w * elem + 63) / 64) * 64;
+  for (const Slot& slot : slots) total += padded_bytes(slot);
   s.buffer.reset();
   ASSIGN_OR_RETURN(s.buffer, backend_.Allocate(total));
   char* p = static_cast<char*>(s.buffer->data());
-  for (size_t i = 0; i < std::size(widths); ++i) {
-    *tensors[i] = Tensor(backend_.activation_dtype(), {rows, widths[i]}, p);
-    p += ((rows * widths[i] * elem + 63) / 64) * 64;
+  for (const Slot& slot : slots) {
+    *slot.tensor = Tensor(slot.dtype, {rows, slot.width}, p);
+    p += padded_bytes(slot);
   }
   s.capacity_tokens = rows;
   return absl::OkStatus();
@@ -143,8 +154,13 @@ absl::Status LlamaModel::Forward(const BatchLayout& layout, KvCache& cache, bool
   }
   RETURN_IF_ERROR(backend_.Add(residual, proj));
   // Only the sampled rows go through the final norm and the vocabulary head.
+  // Logits and hidden states are f32 whatever the activation dtype.
   Tensor last = Rows(s.last, rows), logits = Rows(s.logits, rows);
+  Tensor hidden = Rows(s.hidden, rows);
   RETURN_IF_ERROR(backend_.GatherRows(batch, residual, last));
+  if (want_hidden) {
+    RETURN_IF_ERROR(backend_.RmsNorm(last, weights_->final_norm, c.rms_norm_eps, hidden));
+  }
   RETURN_IF_ERROR(backend_.RmsNorm(last, weights_->final_norm, c.rms_norm_eps, last));
   RETURN_IF_ERROR(backend_.MatMul(last, weights_->lm_head, nullptr, logits));
   out.num_rows = static_cast<int>(rows);
@@ -154,7 +170,7 @@ absl::Status LlamaModel::Forward(const BatchLayout& layout, KvCache& cache, bool
   out.hidden.clear();
   if (want_hidden) {
     out.hidden.resize(static_cast<size_t>(rows) * c.hidden_size);
-    RETURN_IF_ERROR(backend_.CopyToHost(out.hidden.data(), last.data,
+    RETURN_IF_ERROR(backend_.CopyToHost(out.hidden.data(), hidden.data,
                                         out.hidden.size() * sizeof(float)));
   }
   return backend_.Synchronize();

@@ -39,7 +39,8 @@ class LlamaModel final : public Model {
   struct Scratch {
     std::unique_ptr<DeviceBuffer> buffer;
     int64_t capacity_tokens = 0;
-    Tensor residual, x, q, k, v, attn, proj, gate, up, act, last, logits;
+    Tensor residual, x, q, k, v, attn, proj, gate, up, act, last;
+    Tensor logits, hidden;  // f32 whatever the activation dtype: they go to the host
   };
 
   LlamaModel(const ModelConfig& config, std::unique_ptr<LlamaWeights> weights, Backend& backend)

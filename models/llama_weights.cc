@@ -14,21 +14,15 @@ class WeightLoader {
   WeightLoader(const WeightSource& source, Backend& backend, LlamaWeights& out)
       : source_(source), backend_(backend), out_(out) {}
 
-  // A matrix the backend multiplies: kept in its dtype.
+  // A matrix the backend multiplies, placed by the backend (in place, copied,
+  // or converted to a dtype it multiplies).
   absl::StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) {
     ASSIGN_OR_RETURN(Tensor t, Require(name, {rows, cols}));
-    if (!backend_.SupportsWeightType(t.dtype)) {
-      return absl::UnimplementedError(absl::StrCat(
-          source_.path(), ": tensor '", name, "' has type ", std::string(DTypeName(t.dtype)), ", which the ",
-          std::string(backend_.name()), " backend cannot multiply"));
-    }
-    out_.weight_bytes += t.bytes();
-    if (backend_.shares_host_memory()) return t;
-    ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> buffer, backend_.Allocate(t.bytes()));
-    RETURN_IF_ERROR(backend_.CopyToDevice(buffer->data(), t.data, t.bytes()));
-    t.data = buffer->data();
-    out_.owned.push_back(std::move(buffer));
-    return t;
+    absl::StatusOr<DeviceTensor> placed = backend_.UploadWeight(t);
+    if (!placed.ok()) return Annotate(name, placed.status());
+    out_.weight_bytes += placed->tensor.bytes();
+    if (placed->buffer) out_.owned.push_back(std::move(placed->buffer));
+    return placed->tensor;
   }
 
   // A norm weight or bias: converted to f32.

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/matmul_exact.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/vector_ops.h"
 #include "kernels/status_macros.h"
@@ -68,7 +70,14 @@ absl::Status CheckSameShape(const Tensor& a, const Tensor& b, const char* op) {
 
 }  // namespace
 
-CpuBackend::CpuBackend(ThreadPool* pool) : pool_(pool ? *pool : DefaultThreadPool()) {}
+MatmulMode MatmulModeFromEnv() {
+  const char* env = std::getenv("ALIGNSERVE_CPU_MATMUL");
+  if (env != nullptr && std::string_view(env) == "int8") return MatmulMode::kInt8Activations;
+  return MatmulMode::kExact;
+}
+
+CpuBackend::CpuBackend(ThreadPool* pool, MatmulMode mode)
+    : pool_(pool ? *pool : DefaultThreadPool()), matmul_mode_(mode) {}
 
 absl::StatusOr<std::unique_ptr<DeviceBuffer>> CpuBackend::Allocate(size_t bytes) {
   ASSIGN_OR_RETURN(std::unique_ptr<HostBuffer> buffer, AllocateHost(bytes));
@@ -85,7 +94,10 @@ absl::Status CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
   return absl::OkStatus();
 }
 
-bool CpuBackend::SupportsWeightType(DType dtype) const { return ::alignserve::MatMulSupports(dtype); }
+bool CpuBackend::SupportsWeightType(DType dtype) const {
+  return matmul_mode_ == MatmulMode::kExact ? MatMulExactSupports(dtype)
+                                            : ::alignserve::MatMulSupports(dtype);
+}
 
 absl::StatusOr<std::unique_ptr<KvCache>> CpuBackend::AllocateKvCache(const KvCacheSpec& spec) {
   if (spec.dtype != DType::kF32) {
@@ -168,11 +180,17 @@ absl::Status CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* 
                                                    " x ", w.ShapeString(), "^T -> ",
                                                    y.ShapeString()));
   }
-  if (!::alignserve::MatMulSupports(w.dtype)) {
+  if (!SupportsWeightType(w.dtype)) {
     return absl::UnimplementedError(
         absl::StrCat("cpu backend: no matmul kernel for ", std::string(DTypeName(w.dtype)), " weights"));
   }
-  ::alignserve::MatMul(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(), y.as<float>(), pool_);
+  if (matmul_mode_ == MatmulMode::kExact) {
+    MatMulExact(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(), y.as<float>(),
+                pool_);
+  } else {
+    ::alignserve::MatMul(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(),
+                         y.as<float>(), pool_);
+  }
   if (bias != nullptr) {
     for (int64_t r = 0; r < y.rows(); ++r) {
       cpu::AddRow(y.as<float>() + r * y.cols(), bias->as<float>(), y.cols());

@@ -1,6 +1,12 @@
 // CpuBackend: the reference Backend, on host memory. Multi-threaded over a
-// ThreadPool; matrix products use the SIMD quantized kernels of
-// kernels/cpu/matmul.h, chosen at run time for the CPU.
+// ThreadPool; SIMD kernels are chosen at run time for the CPU.
+//
+// Matrix products: by default MatMulExact (kernels/cpu/matmul_exact.h), which
+// equals dequantizing the weights and multiplying in f32, so this backend
+// agrees with transformers to float rounding and can serve as the oracle
+// for other backends. MatmulMode::kInt8Activations selects the llama.cpp-
+// style kernels (kernels/cpu/matmul.h) that round activations to 8 bits:
+// faster on cache-resident decode matrices, with logit errors of order 1.
 // Activations are f32, the KV cache is f32; weights may be any type
 // MatMulSupports() accepts and are used in place (mmapped files need no copy).
 // Thread-safety: one driving thread, like every Backend.
@@ -14,10 +20,15 @@
 
 namespace alignserve {
 
+enum class MatmulMode { kExact, kInt8Activations };
+
+// ALIGNSERVE_CPU_MATMUL=exact|int8 (default exact).
+MatmulMode MatmulModeFromEnv();
+
 class CpuBackend final : public Backend {
  public:
   // pool: the threads to use; nullptr means DefaultThreadPool().
-  explicit CpuBackend(ThreadPool* pool = nullptr);
+  explicit CpuBackend(ThreadPool* pool = nullptr, MatmulMode mode = MatmulModeFromEnv());
 
   std::string_view name() const override { return "cpu"; }
   DType activation_dtype() const override { return DType::kF32; }
@@ -49,6 +60,7 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool& pool_;
+  const MatmulMode matmul_mode_;
   BatchLayout step_;  // the uploaded layout; DeviceBatch points into it
 };
 

@@ -1,12 +1,12 @@
 // Internal: the AVX-512 tile kernels, shared by matmul_avx512.cc (F/BW/VL/DQ
 // only) and matmul_ext_avx512.cc (the same plus VNNI, enabled there with
 // #pragma GCC target); the K-quants are in matmul_kquant_avx512_impl.h.
-// Integer formats process two 32-element blocks per
-// zmm register: lanes 0-7 hold block b's int32 partial sums, lanes 8-15 block
-// b + 1's, so one FMA applies both blocks' scales. With kVnni the u8 x s8
-// products are summed by vpdpbusd, otherwise by vpmaddubsw + vpmaddwd (no
-// saturation: 2 * 128 * 127 < 32768). AVX-512 has no vpsignb: a * sign(w) is
-// a masked negate. An odd trailing block uses the 256-bit form.
+// Integer formats process two 32-element blocks per zmm register: half of
+// the int32 lanes hold block b's partial sums, half block b + 1's (which
+// half: PairScaleIndex), so one FMA applies both blocks' scales. With kVnni
+// the u8 x s8 products are summed by vpdpbusd, otherwise by vpmaddubsw +
+// vpmaddwd (no saturation: 2 * 128 * 127 < 32768). AVX-512 has no vpsignb:
+// a * sign(w) is a masked negate. An odd trailing block uses the 256-bit form.
 // Everything has internal linkage (see matmul_simd_blocks.h).
 // Thread-safety: pure functions.
 #ifndef ALIGNSERVE_KERNELS_CPU_MATMUL_AVX512_IMPL_H_
@@ -17,8 +17,8 @@
 #include <cstring>
 
 #include "kernels/cpu/fp16.h"
-#include "kernels/cpu/matmul_kquant_avx512_impl.h"
 #include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/matmul_kquant_avx512_impl.h"
 #include "kernels/cpu/matmul_simd_blocks.h"
 
 namespace alignserve {
@@ -46,50 +46,118 @@ inline __m256i DotU8S8(__m256i u, __m256i s) {
   }
 }
 
+// Blocks b and b + 1 of one weight row as 64 bytes. Nibble formats come out
+// interleaved, [b 0-15 | b+1 0-15 | b 16-31 | b+1 16-31], which takes one
+// shift and one mask for both blocks; PairActivations puts the activations
+// in the same order (once per row, shared by every column of a tile).
+template <class F>
+inline __m512i LoadPair(const typename F::Block* blk) {
+  if constexpr (F::kNibbles) {
+    const __m256i packed = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs)), 1);
+    const __m512i q = _mm512_and_si512(
+        _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1),
+        _mm512_set1_epi8(0x0f));
+    return F::kSigned ? _mm512_sub_epi8(q, _mm512_set1_epi8(8)) : q;
+  } else {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(F::Load(blk)), F::Load(blk + 1), 1);
+  }
+}
+
+template <class F>
+inline __m512i PairActivations(const int8_t* qs) {
+  const __m512i a = _mm512_loadu_si512(qs);
+  if constexpr (F::kNibbles) {
+    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), a);
+  } else {
+    return a;
+  }
+}
+
+// Int32 lane j of a pair's sums covers bytes 4j..4j+3 in LoadPair's order,
+// so it belongs to block b or b + 1; the index picks that block's scale,
+// d0 da0 (0) or d1 da1 (2), from [d0 da0, m0 s0, d1 da1, m1 s1].
+template <class F>
+inline __m512i PairScaleIndex() {
+  if constexpr (F::kNibbles) {
+    return _mm512_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2, 0, 0, 0, 0, 2, 2, 2, 2);
+  } else {
+    return _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+  }
+}
+
+// The fp16 scales of blocks b, b + 1 as floats [d0, m0, d1, m1] with one
+// conversion (m = 0 for formats without a min). d and m are adjacent in
+// BlockQ4_1 / BlockQ5_1, so one 32-bit load takes both.
+template <class F>
+inline __m128 PairScales(const typename F::Block* blk) {
+  __m128i halves;
+  if constexpr (F::kHasMin) {
+    uint32_t dm0, dm1;
+    std::memcpy(&dm0, &blk[0].d, 4);
+    std::memcpy(&dm1, &blk[1].d, 4);
+    halves = _mm_insert_epi32(_mm_cvtsi32_si128(static_cast<int>(dm0)), static_cast<int>(dm1), 1);
+  } else {
+    halves = _mm_insert_epi16(_mm_cvtsi32_si128(blk[0].d), blk[1].d, 2);
+  }
+  return _mm_cvtph_ps(halves);
+}
+
+// Per pair of blocks and (row, column): the int32 block sums are scaled by
+// d_w d_a in one FMA, and the min terms m_w * (d_a sum a) of Q4_1/Q5_1 come
+// from the same 4-float product [d0 da0, m0 s0, d1 da1, m1 s1], summed in
+// lanes 1 and 3 of a 128-bit accumulator.
 template <class F, bool kVnni, int R, int C>
 void TileQ32x512(const PreparedActivations& a, int64_t row0, const uint8_t* w, size_t w_stride,
                  float* y, int64_t ldy) {
   using Block = typename F::Block;
   const int64_t nb = a.k / kQK;
+  const __m512i scale_index = PairScaleIndex<F>();
   __m512 acc[R][C];
-  float min_acc[R][C] = {};
+  __m128 min_acc[R][C];
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+    for (int c = 0; c < C; ++c) {
+      acc[r][c] = _mm512_setzero_ps();
+      min_acc[r][c] = _mm_setzero_ps();
+    }
   }
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
     __m512i wu[C];
     __mmask64 negative[C];
-    __m512 dw[C];
-    float mw[C][2];
+    __m128 scales[C];
     for (int c = 0; c < C; ++c) {
       const Block* blk = reinterpret_cast<const Block*>(w + c * w_stride) + b;
-      const __m512i q =
-          _mm512_inserti64x4(_mm512_castsi256_si512(F::Load(blk)), F::Load(blk + 1), 1);
+      const __m512i q = LoadPair<F>(blk);
       if constexpr (F::kSigned) {
         negative[c] = _mm512_movepi8_mask(q);
         wu[c] = _mm512_abs_epi8(q);
       } else {
         wu[c] = q;
       }
-      dw[c] = PairBroadcast(HalfToFloat(blk[0].d), HalfToFloat(blk[1].d));
-      mw[c][0] = F::Min(blk);
-      mw[c][1] = F::Min(blk + 1);
+      scales[c] = PairScales<F>(blk);
     }
     for (int r = 0; r < R; ++r) {
       const int64_t row = row0 + r;
-      const __m512i av = _mm512_loadu_si512(a.qs + row * a.k + b * kQK);
-      const __m512 da = PairBroadcast(a.d[row * nb + b], a.d[row * nb + b + 1]);
+      const __m512i av = PairActivations<F>(a.qs + row * a.k + b * kQK);
+      // [da0, s0, da1, s1] (s: d_a * sum(q_a), the min terms' factor).
+      const __m128 da =
+          _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(a.d + row * nb + b)));
+      const __m128 row_scales =
+          F::kHasMin
+              ? _mm_unpacklo_ps(da, _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(
+                                        a.block_sum + row * nb + b))))
+              : _mm_unpacklo_ps(da, da);
       for (int c = 0; c < C; ++c) {
         __m512i as = av;
         if constexpr (F::kSigned)
           as = _mm512_mask_sub_epi8(av, negative[c], _mm512_setzero_si512(), av);
         const __m512 sums = _mm512_cvtepi32_ps(DotU8S8<kVnni>(wu[c], as));
-        acc[r][c] = _mm512_fmadd_ps(sums, _mm512_mul_ps(dw[c], da), acc[r][c]);
-        if constexpr (F::kHasMin) {
-          min_acc[r][c] +=
-              mw[c][0] * a.block_sum[row * nb + b] + mw[c][1] * a.block_sum[row * nb + b + 1];
-        }
+        const __m128 products = _mm_mul_ps(scales[c], row_scales);
+        acc[r][c] = _mm512_fmadd_ps(
+            sums, _mm512_permutexvar_ps(scale_index, _mm512_castps128_ps512(products)), acc[r][c]);
+        if constexpr (F::kHasMin) min_acc[r][c] = _mm_add_ps(min_acc[r][c], products);
       }
     }
   }
@@ -112,7 +180,10 @@ void TileQ32x512(const PreparedActivations& a, int64_t row0, const uint8_t* w, s
   }
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) {
-      y[r * ldy + c] = _mm512_reduce_add_ps(acc[r][c]) + tail[r][c] + min_acc[r][c];
+      // Lanes 1 + 3 of min_acc (0 for formats without a min).
+      const __m128 odd = _mm_movehdup_ps(min_acc[r][c]);
+      const float mins = _mm_cvtss_f32(_mm_add_ss(odd, _mm_movehl_ps(odd, odd)));
+      y[r * ldy + c] = _mm512_reduce_add_ps(acc[r][c]) + tail[r][c] + mins;
     }
   }
 }

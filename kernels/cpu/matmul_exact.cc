@@ -102,11 +102,14 @@ using matmul_exact_internal::kTileCols;
 using matmul_exact_internal::kTilePad;
 using matmul_exact_internal::Kernels;
 
-// Multiply-adds below which a second thread costs more than it saves: a
-// ParallelFor wake-up is ~10-20 us on the 2-core development VM, where the
-// decode kernel streams ~2 multiply-adds per ns per thread
-// (benchmarks/matmul_exact_bench.cc measures both).
-constexpr int64_t kMinMacsPerThread = int64_t{1} << 17;
+// Multiply-adds a thread must get before a second thread is woken. Measured
+// on the 2-core development VM (benchmarks/matmul_exact_bench.cc): a
+// ParallelFor round trip costs ~8-20 us of wall time (under compile load),
+// and the fused decode runs ~28 G multiply-adds per core-second on cached
+// weights, so halving a product pays only from ~0.5 M multiply-adds on: the
+// k/v and q/o projections of SmolLM2 (0.11 M, 0.33 M) stay on one thread,
+// the MLP (0.88 M) and output head (28 M) split. Prefill clears it at m >= 4.
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 18;
 // Decode columns are handed out in groups of 4 (the kernel's row group).
 constexpr int64_t kDecodeGroup = 4;
 
@@ -137,6 +140,15 @@ float* TileBuffer(int64_t ld) {
   return storage.data() + ((64 - addr % 64) % 64) / sizeof(float);
 }
 
+// The next tile's weight bytes (kTileCols rows, contiguous) are prefetched
+// while this tile's GEMM runs, so dequantizing it does not wait on DRAM
+// (the output head's 30 MB of weights stream once per call).
+void PrefetchTile(const Job& job, int64_t c0) {
+  if (c0 >= job.n) return;
+  const uint8_t* end = job.w + std::min(job.n, c0 + kTileCols) * job.w_stride;
+  for (const uint8_t* p = job.w + c0 * job.w_stride; p < end; p += 64) __builtin_prefetch(p, 0, 2);
+}
+
 void PrefillTiles(const Job& job, int64_t tile_begin, int64_t tile_end) {
   const int64_t ld = (job.k + kTilePad - 1) / kTilePad * kTilePad;
   float* tile = TileBuffer(ld);
@@ -144,6 +156,7 @@ void PrefillTiles(const Job& job, int64_t tile_begin, int64_t tile_end) {
     const int64_t c0 = t * kTileCols;
     const int64_t cols = std::min(kTileCols, job.n - c0);
     job.kernels.dequant(job.w + c0 * job.w_stride, job.w_stride, cols, job.k, tile, ld);
+    if (t + 1 < tile_end) PrefetchTile(job, c0 + kTileCols);
     job.kernels.gemm(job.x, job.m, job.k, tile, ld, cols, job.y + c0, job.n);
   }
 }

@@ -2,7 +2,8 @@
 //
 //   y[m, n] = x[m, k] * dequant(W)[n, k]^T        in f32 arithmetic,
 //
-// where dequant(W) is bit for bit what DequantizeRow (dequantize.h) returns.
+// where dequant(W) is bit for bit what DequantizeRow (dequantize.h) returns
+// (NaN weights stay NaN but may differ in the quiet bit).
 // Unlike MatMul (matmul.h), activations are never rounded to int8, so the
 // only difference from "dequantize W to f32, then an f32 GEMM" is the order
 // of the float additions: |y - y_exact| <= (k + 2) * 2^-24 * sum_i |x_i w_i|.

@@ -15,16 +15,22 @@ namespace alignserve {
 namespace matmul_exact_internal {
 namespace {
 
-inline float Half(uint16_t h) { return _cvtsh_ss(h); }
-inline __m128i Load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-inline __m128i Lo4(__m128i v) { return _mm_and_si128(v, _mm_set1_epi8(0x0f)); }
-inline __m128i Hi4(__m128i v) { return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f)); }
-inline __m128i Upper8(__m128i v) { return _mm_unpackhi_epi64(v, v); }
-inline __m256 U8ToPs(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
-inline __m256 I8ToPs(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
+// Everything on the hot path is force-inlined before scalar replacement of
+// aggregates runs: otherwise accumulator arrays captured by the emit lambdas
+// stay in memory, and because __m512/__m256 loads may alias anything GCC
+// stores every accumulator back on each iteration.
+#define EXACT_INLINE inline __attribute__((always_inline))
+
+EXACT_INLINE float Half(uint16_t h) { return _cvtsh_ss(h); }
+EXACT_INLINE __m128i Load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+EXACT_INLINE __m128i Lo4(__m128i v) { return _mm_and_si128(v, _mm_set1_epi8(0x0f)); }
+EXACT_INLINE __m128i Hi4(__m128i v) { return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f)); }
+EXACT_INLINE __m128i Upper8(__m128i v) { return _mm_unpackhi_epi64(v, v); }
+EXACT_INLINE __m256 U8ToPs(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
+EXACT_INLINE __m256 I8ToPs(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
 
 // 16 where bit i of `bits` (i < 16) is set, else 0, as 16 bytes.
-inline __m128i Bit4Bytes(uint32_t bits) {
+EXACT_INLINE __m128i Bit4Bytes(uint32_t bits) {
   const __m128i spread = _mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(bits)),
                                           _mm_set_epi64x(0x0101010101010101, 0));
   const __m128i select = _mm_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
@@ -33,7 +39,7 @@ inline __m128i Bit4Bytes(uint32_t bits) {
 
 // Emits the 16 bytes of q (quant values) as two 8-lane vectors at off, off + 8.
 template <class Emit, class Convert>
-inline void EmitBytes(Emit& emit, int off, __m128i q, Convert convert) {
+EXACT_INLINE void EmitBytes(Emit& emit, int off, __m128i q, Convert convert) {
   emit(off, convert(q));
   emit(off + 8, convert(Upper8(q)));
 }
@@ -46,11 +52,11 @@ struct DecQ4_0 {
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ4_0);
   static constexpr bool kFloat = false;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     const auto* b = reinterpret_cast<const BlockQ4_0*>(p);
     const __m256 d = _mm256_set1_ps(Half(b->d));
     const __m128i q = Load16(b->qs), eight = _mm_set1_epi8(8);
-    auto cvt = [d](__m128i v) { return _mm256_mul_ps(d, I8ToPs(v)); };
+    auto cvt = [d](__m128i v) __attribute__((always_inline)) { return _mm256_mul_ps(d, I8ToPs(v)); };
     EmitBytes(emit, 0, _mm_sub_epi8(Lo4(q), eight), cvt);
     EmitBytes(emit, 16, _mm_sub_epi8(Hi4(q), eight), cvt);
   }
@@ -60,11 +66,11 @@ struct DecQ4_1 {
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ4_1);
   static constexpr bool kFloat = false;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     const auto* b = reinterpret_cast<const BlockQ4_1*>(p);
     const __m256 d = _mm256_set1_ps(Half(b->d)), m = _mm256_set1_ps(Half(b->m));
     const __m128i q = Load16(b->qs);
-    auto cvt = [d, m](__m128i v) { return _mm256_fmadd_ps(d, U8ToPs(v), m); };
+    auto cvt = [d, m](__m128i v) __attribute__((always_inline)) { return _mm256_fmadd_ps(d, U8ToPs(v), m); };
     EmitBytes(emit, 0, Lo4(q), cvt);
     EmitBytes(emit, 16, Hi4(q), cvt);
   }
@@ -74,13 +80,13 @@ struct DecQ5_0 {
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ5_0);
   static constexpr bool kFloat = false;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     const auto* b = reinterpret_cast<const BlockQ5_0*>(p);
     const __m256 d = _mm256_set1_ps(Half(b->d));
     uint32_t qh;
     std::memcpy(&qh, b->qh, 4);
     const __m128i q = Load16(b->qs), sixteen = _mm_set1_epi8(16);
-    auto cvt = [d](__m128i v) { return _mm256_mul_ps(d, I8ToPs(v)); };
+    auto cvt = [d](__m128i v) __attribute__((always_inline)) { return _mm256_mul_ps(d, I8ToPs(v)); };
     EmitBytes(emit, 0, _mm_sub_epi8(_mm_or_si128(Lo4(q), Bit4Bytes(qh)), sixteen), cvt);
     EmitBytes(emit, 16, _mm_sub_epi8(_mm_or_si128(Hi4(q), Bit4Bytes(qh >> 16)), sixteen), cvt);
   }
@@ -90,13 +96,13 @@ struct DecQ5_1 {
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ5_1);
   static constexpr bool kFloat = false;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     const auto* b = reinterpret_cast<const BlockQ5_1*>(p);
     const __m256 d = _mm256_set1_ps(Half(b->d)), m = _mm256_set1_ps(Half(b->m));
     uint32_t qh;
     std::memcpy(&qh, b->qh, 4);
     const __m128i q = Load16(b->qs);
-    auto cvt = [d, m](__m128i v) { return _mm256_fmadd_ps(d, U8ToPs(v), m); };
+    auto cvt = [d, m](__m128i v) __attribute__((always_inline)) { return _mm256_fmadd_ps(d, U8ToPs(v), m); };
     EmitBytes(emit, 0, _mm_or_si128(Lo4(q), Bit4Bytes(qh)), cvt);
     EmitBytes(emit, 16, _mm_or_si128(Hi4(q), Bit4Bytes(qh >> 16)), cvt);
   }
@@ -106,10 +112,10 @@ struct DecQ8_0 {
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ8_0);
   static constexpr bool kFloat = false;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     const auto* b = reinterpret_cast<const BlockQ8_0*>(p);
     const __m256 d = _mm256_set1_ps(Half(b->d));
-    auto cvt = [d](__m128i v) { return _mm256_mul_ps(I8ToPs(v), d); };
+    auto cvt = [d](__m128i v) __attribute__((always_inline)) { return _mm256_mul_ps(I8ToPs(v), d); };
     EmitBytes(emit, 0, Load16(b->qs), cvt);
     EmitBytes(emit, 16, Load16(b->qs + 16), cvt);
   }
@@ -123,7 +129,7 @@ struct DecQ45_K {
   static constexpr int kElems = kQKK, kBytes = sizeof(B);
   static constexpr bool kFloat = false;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     const auto* b = reinterpret_cast<const B*>(p);
     const float d = Half(b->d), dmin = Half(b->dmin);
 #pragma GCC unroll 8
@@ -132,7 +138,7 @@ struct DecQ45_K {
       KQuantScaleMin(b->scales, j, &sc, &mn);
       const __m256 dl = _mm256_set1_ps(d * static_cast<float>(sc));
       const __m256 neg_ml = _mm256_set1_ps(-(dmin * static_cast<float>(mn)));
-      auto cvt = [dl, neg_ml](__m128i v) { return _mm256_fmadd_ps(dl, U8ToPs(v), neg_ml); };
+      auto cvt = [dl, neg_ml](__m128i v) __attribute__((always_inline)) { return _mm256_fmadd_ps(dl, U8ToPs(v), neg_ml); };
 #pragma GCC unroll 2
       for (int half = 0; half < 2; ++half) {
         __m128i q = Load16(b->qs + 32 * (j / 2) + 16 * half);
@@ -154,7 +160,7 @@ struct DecQ6_K {
   static constexpr int kElems = kQKK, kBytes = sizeof(BlockQ6_K);
   static constexpr bool kFloat = false;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     const auto* b = reinterpret_cast<const BlockQ6_K*>(p);
     const float d = Half(b->d);
 #pragma GCC unroll 16
@@ -166,7 +172,7 @@ struct DecQ6_K {
       hi = _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(3)), 4);
       const __m128i q = _mm_sub_epi8(_mm_or_si128(lo, hi), _mm_set1_epi8(32));
       const __m256 dl = _mm256_set1_ps(d * static_cast<float>(b->scales[8 * g + 2 * s + t % 2]));
-      EmitBytes(emit, 128 * g + 32 * s + l0, q, [dl](__m128i v) { return _mm256_mul_ps(dl, I8ToPs(v)); });
+      EmitBytes(emit, 128 * g + 32 * s + l0, q, [dl](__m128i v) __attribute__((always_inline)) { return _mm256_mul_ps(dl, I8ToPs(v)); });
     }
   }
 };
@@ -175,7 +181,7 @@ struct DecF32 {
   static constexpr int kElems = 8, kBytes = 32;
   static constexpr bool kFloat = true;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     emit(0, _mm256_loadu_ps(reinterpret_cast<const float*>(p)));
   }
   static float One(const uint8_t* row, int64_t i) {
@@ -189,7 +195,7 @@ struct DecF16 {
   static constexpr int kElems = 8, kBytes = 16;
   static constexpr bool kFloat = true;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     emit(0, _mm256_cvtph_ps(Load16(p)));
   }
   static float One(const uint8_t* row, int64_t i) {
@@ -203,7 +209,7 @@ struct DecBF16 {
   static constexpr int kElems = 8, kBytes = 16;
   static constexpr bool kFloat = true;
   template <class Emit>
-  static void Block(const uint8_t* p, Emit&& emit) {
+  EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     emit(0, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(Load16(p)), 16)));
   }
   static float One(const uint8_t* row, int64_t i) {
@@ -216,7 +222,7 @@ struct DecBF16 {
   }
 };
 
-inline float HorizontalSum(__m256 v) {
+EXACT_INLINE float HorizontalSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -229,14 +235,17 @@ template <class D, int M, int NR>
 void DecodeGroup(const float* x, int64_t k, const uint8_t* w, size_t w_stride, float* y,
                  int64_t ldy) {
   __m256 acc[M][NR];
-#pragma GCC unroll 12
-  for (int i = 0; i < M * NR; ++i) (&acc[0][0])[i] = _mm256_setzero_ps();
+#pragma GCC unroll 3
+  for (int r = 0; r < M; ++r) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) acc[r][j] = _mm256_setzero_ps();
+  }
   const int64_t nb = k / D::kElems;
   for (int64_t blk = 0; blk < nb; ++blk) {
     const float* xb = x + blk * D::kElems;
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) {
-      D::Block(w + j * w_stride + blk * D::kBytes, [&](int off, __m256 v) {
+      D::Block(w + j * w_stride + blk * D::kBytes, [&](int off, __m256 v) __attribute__((always_inline)) {
 #pragma GCC unroll 3
         for (int r = 0; r < M; ++r) {
           acc[r][j] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xb + r * k + off), acc[r][j]);
@@ -255,11 +264,27 @@ void DecodeGroup(const float* x, int64_t k, const uint8_t* w, size_t w_stride, f
   }
 }
 
+// At decode the weights come from DRAM (a model's layers exceed the
+// caches) and the hardware prefetcher stops at 4 KiB pages, so the rows
+// kPrefetchRows ahead of the group being decoded are prefetched explicitly
+// (a thread's rows are one contiguous stream).
+constexpr int64_t kPrefetchRows = 32;
+
+void PrefetchRows(const uint8_t* w, size_t w_stride, int64_t c, int64_t c_end) {
+  const int64_t first = c + kPrefetchRows;
+  if (first >= c_end) return;
+  const uint8_t* end = w + std::min(c_end, first + 4) * w_stride;
+  for (const uint8_t* p = w + first * w_stride; p < end; p += 64) __builtin_prefetch(p, 0, 3);
+}
+
 template <class D, int M>
 void DecodeRows(const float* x, int64_t k, const uint8_t* w, size_t w_stride, int64_t c_begin,
                 int64_t c_end, float* y, int64_t ldy) {
   int64_t c = c_begin;
-  for (; c + 4 <= c_end; c += 4) DecodeGroup<D, M, 4>(x, k, w + c * w_stride, w_stride, y + c, ldy);
+  for (; c + 4 <= c_end; c += 4) {
+    PrefetchRows(w, w_stride, c, c_end);
+    DecodeGroup<D, M, 4>(x, k, w + c * w_stride, w_stride, y + c, ldy);
+  }
   for (; c < c_end; ++c) DecodeGroup<D, M, 1>(x, k, w + c * w_stride, w_stride, y + c, ldy);
 }
 
@@ -283,7 +308,7 @@ void Dequant(const uint8_t* w, size_t w_stride, int64_t rows, int64_t k, float* 
     float* o = out + i * ld;
     for (int64_t blk = 0; blk < nb; ++blk) {
       float* ob = o + blk * D::kElems;
-      D::Block(row + blk * D::kBytes, [ob](int off, __m256 v) { _mm256_storeu_ps(ob + off, v); });
+      D::Block(row + blk * D::kBytes, [ob](int off, __m256 v) __attribute__((always_inline)) { _mm256_storeu_ps(ob + off, v); });
     }
     int64_t j = nb * D::kElems;
     if constexpr (D::kFloat) {
@@ -294,49 +319,75 @@ void Dequant(const uint8_t* w, size_t w_stride, int64_t rows, int64_t k, float* 
 }
 
 // Lane mask for the last k % 8 activations (maskload zeroes the rest).
-inline __m256i TailMask(int64_t count) {
+EXACT_INLINE __m256i TailMask(int64_t count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// R x C outputs (R <= 4, C <= 3): accumulator [r][c] holds 8 lanes of x_r . w_c.
-template <int R, int C>
-void Tile(const float* x, int64_t k, const float* wd, int64_t ldw, float* y, int64_t ldy) {
+// R x C outputs (R <= 4, C <= 3) over a k range of `len` elements:
+// accumulator [r][c] holds 8 lanes of x_r . w_c. x rows are ldx apart. kAdd
+// adds the sums to y (a later k chunk) instead of storing them.
+template <int R, int C, bool kAdd>
+void Tile(const float* x, int64_t ldx, int64_t len, const float* wd, int64_t ldw, float* y,
+          int64_t ldy) {
   __m256 acc[R][C];
-#pragma GCC unroll 12
-  for (int i = 0; i < R * C; ++i) (&acc[0][0])[i] = _mm256_setzero_ps();
-  const int64_t k8 = k & ~int64_t{7};
-  auto step = [&](int64_t i, bool tail) {
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  }
+  const int64_t len8 = len & ~int64_t{7};
+  auto step = [&](int64_t i, bool tail) __attribute__((always_inline)) {
     __m256 wv[C];
 #pragma GCC unroll 3
     for (int c = 0; c < C; ++c) wv[c] = _mm256_load_ps(wd + c * ldw + i);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      const __m256 xv = tail ? _mm256_maskload_ps(x + r * k + i, TailMask(k - i))
-                             : _mm256_loadu_ps(x + r * k + i);
+      const __m256 xv = tail ? _mm256_maskload_ps(x + r * ldx + i, TailMask(len - i))
+                             : _mm256_loadu_ps(x + r * ldx + i);
 #pragma GCC unroll 3
       for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
     }
   };
-  for (int64_t i = 0; i < k8; i += 8) step(i, false);
-  if (k8 < k) step(k8, true);
+  for (int64_t i = 0; i < len8; i += 8) step(i, false);
+  if (len8 < len) step(len8, true);
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) y[r * ldy + c] = HorizontalSum(acc[r][c]);
+    for (int c = 0; c < C; ++c) {
+      const float s = HorizontalSum(acc[r][c]);
+      if constexpr (kAdd) {
+        y[r * ldy + c] += s;
+      } else {
+        y[r * ldy + c] = s;
+      }
+    }
   }
 }
 
-using TileFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t);
-template <int R>
-constexpr TileFn kTileRow[3] = {&Tile<R, 1>, &Tile<R, 2>, &Tile<R, 3>};
-constexpr const TileFn* kTiles[4] = {kTileRow<1>, kTileRow<2>, kTileRow<3>, kTileRow<4>};
+using TileFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t);
+template <int R, bool kAdd>
+constexpr TileFn kTileRow[3] = {&Tile<R, 1, kAdd>, &Tile<R, 2, kAdd>, &Tile<R, 3, kAdd>};
+template <bool kAdd>
+constexpr const TileFn* kTiles[4] = {kTileRow<1, kAdd>, kTileRow<2, kAdd>, kTileRow<3, kAdd>,
+                                     kTileRow<4, kAdd>};
+
+// k chunks keep a chunk of the weight tile and 4 activation rows in L1 (see
+// matmul_exact_avx512.cc); later chunks add their partial sums to y.
+constexpr int64_t kMaxChunk = 640;
 
 void Gemm(const float* x, int64_t m, int64_t k, const float* wd, int64_t ldw, int64_t cols,
           float* y, int64_t ldy) {
-  for (int64_t r = 0; r < m; r += 4) {
-    const int rows = static_cast<int>(std::min<int64_t>(4, m - r));
-    for (int64_t c = 0; c < cols; c += 3) {
-      const int n = static_cast<int>(std::min<int64_t>(3, cols - c));
-      kTiles[rows - 1][n - 1](x + r * k, k, wd + c * ldw, ldw, y + r * ldy + c, ldy);
+  const int64_t chunks = (k + kMaxChunk - 1) / kMaxChunk;
+  const int64_t chunk = ((k + chunks - 1) / chunks + 15) / 16 * 16;
+  for (int64_t k0 = 0; k0 < k; k0 += chunk) {
+    const int64_t len = std::min(chunk, k - k0);
+    const TileFn* const* tiles = k0 == 0 ? kTiles<false> : kTiles<true>;
+    for (int64_t r = 0; r < m; r += 4) {
+      const int rows = static_cast<int>(std::min<int64_t>(4, m - r));
+      for (int64_t c = 0; c < cols; c += 3) {
+        const int n = static_cast<int>(std::min<int64_t>(3, cols - c));
+        tiles[rows - 1][n - 1](x + r * k + k0, k, len, wd + c * ldw + k0, ldw, y + r * ldy + c,
+                               ldy);
+      }
     }
   }
 }

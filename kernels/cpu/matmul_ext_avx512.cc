@@ -15,6 +15,8 @@
 
 namespace alignserve {
 
-TileKernel Avx512VnniTileKernel(DType w_type) { return IntegerTileKernel512</*kVnni=*/true>(w_type); }
+TileKernel Avx512VnniTileKernel(DType w_type) {
+  return IntegerTileKernel512</*kVnni=*/true>(w_type);
+}
 
 }  // namespace alignserve

@@ -24,7 +24,9 @@ namespace {
 
 // Shuffle control putting byte j of each 128-bit lane, zero-extended, into
 // every int16 lane.
-inline __m256i BroadcastByteIndex(int j) { return _mm256_set1_epi16(static_cast<short>(0x8000 | j)); }
+inline __m256i BroadcastByteIndex(int j) {
+  return _mm256_set1_epi16(static_cast<short>(0x8000 | j));
+}
 
 // 0x10 where bit j of the byte is set: shifting 16-bit lanes moves bit j (and
 // bit 8 + j) to bit 4 (and 12) without mixing the two bytes' bits there.
@@ -49,9 +51,9 @@ void TileQ45K(const PreparedActivations& a, int64_t row0, const uint8_t* w, size
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   // The mins pair with the 16-element sums: int16 lane i takes min i / 2
   // (byte 8 + i / 2 of the scale/min bytes).
-  const __m256i min_pairs = _mm256_setr_epi8(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1,
-                                             11, -1, 12, -1, 12, -1, 13, -1, 13, -1, 14, -1, 14,
-                                             -1, 15, -1, 15, -1);
+  const __m256i min_pairs =
+      _mm256_setr_epi8(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11, -1, 12, -1, 12, -1,
+                       13, -1, 13, -1, 14, -1, 14, -1, 15, -1, 15, -1);
   __m256 acc[R][C];
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
@@ -100,8 +102,8 @@ void TileQ45K(const PreparedActivations& a, int64_t row0, const uint8_t* w, size
         const __m256 min_sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(sums16, mins));
         acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]),
                                     _mm256_set1_ps(HalfToFloat(blk[c]->d) * da), acc[r][c]);
-        acc[r][c] = _mm256_fnmadd_ps(min_sums, _mm256_set1_ps(HalfToFloat(blk[c]->dmin) * da),
-                                     acc[r][c]);
+        acc[r][c] =
+            _mm256_fnmadd_ps(min_sums, _mm256_set1_ps(HalfToFloat(blk[c]->dmin) * da), acc[r][c]);
       }
     }
   }
@@ -118,8 +120,8 @@ inline __m256i Q6KPart(const BlockQ6_K* blk, int h, int p) {
   const __m256i ql =
       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h + 32 * (p % 2)));
   const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h));
-  const __m256i low = _mm256_and_si256(p < 2 ? ql : _mm256_srli_epi16(ql, 4),
-                                       _mm256_set1_epi8(0x0f));
+  const __m256i low =
+      _mm256_and_si256(p < 2 ? ql : _mm256_srli_epi16(ql, 4), _mm256_set1_epi8(0x0f));
   // Bits 2p, 2p + 1 to bits 4, 5 (16-bit shifts; the mask drops what
   // crossed between bytes).
   const __m256i high = p <= 2 ? _mm256_slli_epi16(qh, 4 - 2 * p) : _mm256_srli_epi16(qh, 2);
@@ -152,8 +154,9 @@ void TileQ6K(const PreparedActivations& a, int64_t row0, const uint8_t* w, size_
       const int h = part / 4, p = part % 4;
       // Scale 2 part in the high byte of the low lane's int16s, 2 part + 1
       // in the high lane's; the arithmetic shift sign-extends it.
-      const __m256i index = _mm256_set_m128i(_mm_set1_epi16(static_cast<short>((2 * part + 1) << 8 | 0x80)),
-                                             _mm_set1_epi16(static_cast<short>((2 * part) << 8 | 0x80)));
+      const __m256i index =
+          _mm256_set_m128i(_mm_set1_epi16(static_cast<short>((2 * part + 1) << 8 | 0x80)),
+                           _mm_set1_epi16(static_cast<short>((2 * part) << 8 | 0x80)));
       for (int c = 0; c < C; ++c) {
         const __m256i q = Q6KPart(blk[c], h, p);
         const __m256i scales = _mm256_srai_epi16(_mm256_shuffle_epi8(scale_bytes[c], index), 8);
@@ -194,8 +197,8 @@ struct Q45K {
 
 template <int R, int C>
 struct Q6K {
-  static void Run(const PreparedActivations& a, int64_t row0, const uint8_t* w, size_t ws,
-                  float* y, int64_t ldy) {
+  static void Run(const PreparedActivations& a, int64_t row0, const uint8_t* w, size_t ws, float* y,
+                  int64_t ldy) {
     TileQ6K<R, C>(a, row0, w, ws, y, ldy);
   }
 };

@@ -121,8 +121,8 @@ void TileQ45K512(const PreparedActivations& a, int64_t row0, const uint8_t* w, s
         const __m512 min_sums = _mm512_cvtepi32_ps(Widen(_mm256_madd_epi16(sums16, mins)));
         acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][c]),
                                     _mm512_set1_ps(HalfToFloat(blk[c]->d) * da), acc[r][c]);
-        acc[r][c] = _mm512_fnmadd_ps(min_sums, _mm512_set1_ps(HalfToFloat(blk[c]->dmin) * da),
-                                     acc[r][c]);
+        acc[r][c] =
+            _mm512_fnmadd_ps(min_sums, _mm512_set1_ps(HalfToFloat(blk[c]->dmin) * da), acc[r][c]);
       }
     }
   }
@@ -165,10 +165,10 @@ void TileQ6K512(const PreparedActivations& a, int64_t row0, const uint8_t* w, si
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[c]->qh + 32 * h));
         // [qh, qh >> 2]: bits 0-1 then 4-5 of each byte are the high bits of
         // elements 0-63 and 64-127 of the half.
-        const __m512i qh = _mm512_inserti64x4(_mm512_castsi256_si512(qh_bytes),
-                                              _mm256_srli_epi16(qh_bytes, 2), 1);
-        const __m512i q_lo = _mm512_or_si512(
-            _mm512_and_si512(ql, low4), _mm512_and_si512(_mm512_slli_epi16(qh, 4), bits45));
+        const __m512i qh =
+            _mm512_inserti64x4(_mm512_castsi256_si512(qh_bytes), _mm256_srli_epi16(qh_bytes, 2), 1);
+        const __m512i q_lo = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                             _mm512_and_si512(_mm512_slli_epi16(qh, 4), bits45));
         const __m512i q_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
                                              _mm512_and_si512(qh, bits45));
         const __m512i s_lo = _mm512_permutexvar_epi16(ScaleIndex16(8 * h), scales16[c]);

@@ -51,8 +51,10 @@ inline __m256i FifthBits(const uint8_t* qh_bytes) {
 }
 
 // Format policies: Load() gives the 32 integer weights, signed (q - offset)
-// when kSigned, else unsigned q with the weight d * q + m.
+// when kSigned, else unsigned q with the weight d * q + m. kNibbles: the
+// weights are exactly the 4-bit qs (AVX-512 unpacks two blocks at once).
 struct Q4_0Format {
+  static constexpr bool kNibbles = true;
   using Block = BlockQ4_0;
   static constexpr bool kSigned = true;
   static constexpr bool kHasMin = false;
@@ -63,6 +65,7 @@ struct Q4_0Format {
 };
 
 struct Q4_1Format {
+  static constexpr bool kNibbles = true;
   using Block = BlockQ4_1;
   static constexpr bool kSigned = false;
   static constexpr bool kHasMin = true;
@@ -71,6 +74,7 @@ struct Q4_1Format {
 };
 
 struct Q5_0Format {
+  static constexpr bool kNibbles = false;
   using Block = BlockQ5_0;
   static constexpr bool kSigned = true;
   static constexpr bool kHasMin = false;
@@ -82,6 +86,7 @@ struct Q5_0Format {
 };
 
 struct Q5_1Format {
+  static constexpr bool kNibbles = false;
   using Block = BlockQ5_1;
   static constexpr bool kSigned = false;
   static constexpr bool kHasMin = true;
@@ -92,6 +97,7 @@ struct Q5_1Format {
 };
 
 struct Q8_0Format {
+  static constexpr bool kNibbles = false;
   using Block = BlockQ8_0;
   static constexpr bool kSigned = true;
   static constexpr bool kHasMin = false;

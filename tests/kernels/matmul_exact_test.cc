@@ -158,7 +158,10 @@ std::vector<float> RandomActivations(int64_t m, int64_t k, uint32_t seed) {
 std::vector<int64_t> RowLengths(DType t) {
   if (Info(t).block_elems == kQKK) return {512, 1536};
   std::vector<int64_t> ks = {96, 512, 1536};
-  if (!Info(t).quantized) ks.push_back(37);  // a k tail shorter than a vector
+  if (!Info(t).quantized) {
+    ks.push_back(37);    // a k tail shorter than one vector
+    ks.push_back(1301);  // k chunks in prefill, the last with a tail
+  }
   return ks;
 }
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Everything GPU-side in one run, on the GPU machine, from the bundle that
+# scripts/gpu_bundle.sh made (carry .bundle): the device, every gpu-labelled
+# test, then compute-sanitizer memcheck over the CUDA backend's op tests;
+# ends with a summary table. Finishes within 10 minutes: each step has its
+# own time limit (STEP_SECONDS, SANITIZER_SECONDS) and the total is capped.
+#
+# Usage (repository root): benchmarks/gpu/run_all.sh [OUT_DIR]
+# Logs go to OUT_DIR (default $OUT if set, else /tmp/alignserve_gpu), one
+# file per step, and summary.txt. Exit status: 0 only if every step passed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUNDLE=".bundle"
+LOGS="${1:-${OUT:-/tmp/alignserve_gpu}}"
+STEP_SECONDS="${STEP_SECONDS:-150}"
+SANITIZER_SECONDS="${SANITIZER_SECONDS:-240}"
+TOTAL_SECONDS="${TOTAL_SECONDS:-570}"
+mkdir -p "$LOGS"
+[[ -x "$BUNDLE/run" ]] || { echo "run_all.sh: no .bundle (run scripts/gpu_bundle.sh and carry .bundle)" >&2; exit 1; }
+START=$(date +%s)
+
+names=()
+results=()
+seconds=()
+notes=()
+
+# record NAME STATUS SECONDS NOTE
+record() { names+=("$1"); results+=("$2"); seconds+=("$3"); notes+=("$4"); }
+
+time_left() { echo $(( TOTAL_SECONDS - ($(date +%s) - START) )); }
+
+# run_step NAME LIMIT COMMAND...: runs with a time limit, logs to LOGS/NAME.log.
+run_step() {
+  local name="$1" limit="$2"; shift 2
+  local left; left=$(time_left)
+  if (( left < 20 )); then record "$name" SKIPPED 0 "out of time"; return; fi
+  (( limit > left )) && limit=$left
+  local t0; t0=$(date +%s)
+  timeout --kill-after=10 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+  local rc=$?
+  local dt=$(( $(date +%s) - t0 ))
+  local note
+  note="$(grep -E 'test cases:|All tests passed|ERROR SUMMARY' "$LOGS/$name.log" | tail -1 | tr -s ' ')"
+  if grep -q "no CUDA device: skipped" "$LOGS/$name.log"; then note="SKIPPED CASES (no device) $note"; fi
+  if (( rc == 124 || rc == 137 )); then
+    record "$name" TIMEOUT "$dt" "killed after ${limit}s"
+  elif (( rc == 0 )); then
+    record "$name" PASS "$dt" "$note"
+  else
+    record "$name" FAIL "$dt" "rc $rc; $note"
+  fi
+}
+
+# The device, for the record.
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$LOGS/device.log" 2>&1
+  record device INFO 0 "$(head -1 "$LOGS/device.log")"
+else
+  record device INFO 0 "nvidia-smi not found"
+fi
+
+while read -r test; do
+  [[ -n "$test" ]] || continue
+  run_step "$test" "$STEP_SECONDS" "$BUNDLE/run" "$test" --durations yes
+done < "$BUNDLE/gpu_tests.txt"
+
+SANITIZER="$(command -v compute-sanitizer || true)"
+[[ -z "$SANITIZER" && -x /usr/local/cuda/bin/compute-sanitizer ]] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
+if [[ -n "$SANITIZER" ]] && grep -qx cuda_backend_test "$BUNDLE/gpu_tests.txt"; then
+  # memcheck on the op tests: every out-of-bounds or misaligned device access
+  # is an error (exit code 1 via --error-exitcode).
+  run_step memcheck_cuda_backend_test "$SANITIZER_SECONDS" \
+    "$SANITIZER" --tool memcheck --error-exitcode 1 \
+    "$BUNDLE/run" cuda_backend_test
+else
+  record memcheck_cuda_backend_test SKIPPED 0 "no compute-sanitizer or no cuda_backend_test"
+fi
+
+{
+  printf '%-32s %-8s %7s  %s\n' STEP RESULT SECONDS NOTE
+  for i in "${!names[@]}"; do
+    printf '%-32s %-8s %7s  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${notes[$i]}"
+  done
+  echo "total $(( $(date +%s) - START ))s; logs in $LOGS"
+} | tee "$LOGS/summary.txt"
+
+for r in "${results[@]}"; do
+  [[ "$r" == FAIL || "$r" == TIMEOUT ]] && exit 1
+done
+exit 0

@@ -1,0 +1,295 @@
+// Row-wise and elementwise kernels of the CUDA backend (declared in
+// cuda_kernels.h). Phase 1: simple and correct, f32 math everywhere, one
+// block per row for row operations; no vectorized loads yet.
+#include "kernels/cuda/cuda_device_utils.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace alignserve::cuda {
+namespace {
+
+constexpr int kRowThreads = 256;
+constexpr int kFlatThreads = 256;
+
+// Blocks for a grid-stride loop over n elements; capped so the grid stays
+// small, each thread then covers several elements.
+unsigned FlatBlocks(int64_t n) {
+  const int64_t blocks = (n + kFlatThreads - 1) / kFlatThreads;
+  return static_cast<unsigned>(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);
+}
+
+template <typename TableT, typename OutT>
+__global__ void EmbeddingKernel(const int32_t* ids, const TableT* table, int64_t vocab, int64_t dim,
+                                OutT* out) {
+  const int t = blockIdx.x;
+  const int32_t id = ids[t];
+  if (id < 0 || id >= vocab) return;  // validated on the host; never read out of bounds
+  const TableT* row = table + static_cast<int64_t>(id) * dim;
+  OutT* dst = out + static_cast<int64_t>(t) * dim;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) dst[i] = FromF32<OutT>(ToF32(row[i]));
+}
+
+template <typename InT, typename OutT>
+__global__ void RmsNormKernel(const InT* x, const float* weight, float eps, int64_t cols,
+                              OutT* out) {
+  const InT* row = x + blockIdx.x * cols;
+  OutT* dst = out + blockIdx.x * cols;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float v = ToF32(row[i]);
+    ss += v * v;
+  }
+  ss = BlockSum(ss);
+  const float scale = 1.0f / sqrtf(ss / static_cast<float>(cols) + eps);
+  // Each thread rewrites only the elements it read, so x == out is safe.
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    dst[i] = FromF32<OutT>(ToF32(row[i]) * scale * weight[i]);
+  }
+}
+
+// The norm is taken of the residual as stored (rounded to T), which is what
+// the next block reads back.
+template <typename T>
+__global__ void AddRmsNormKernel(T* residual, const T* x, const float* weight, float eps,
+                                 int64_t cols, T* out) {
+  T* res = residual + blockIdx.x * cols;
+  const T* in = x + blockIdx.x * cols;
+  T* dst = out + blockIdx.x * cols;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const T sum = FromF32<T>(ToF32(res[i]) + ToF32(in[i]));
+    res[i] = sum;
+    const float v = ToF32(sum);
+    ss += v * v;
+  }
+  ss = BlockSum(ss);
+  const float scale = 1.0f / sqrtf(ss / static_cast<float>(cols) + eps);
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    dst[i] = FromF32<T>(ToF32(res[i]) * scale * weight[i]);
+  }
+}
+
+// One block per token; threads walk the (head, pair) items of q then k.
+template <typename T>
+__global__ void RopeKernel(RopeArgs a, T* q, T* k) {
+  const int t = blockIdx.x;
+  const int half = a.rotary_dim / 2;
+  const int pos = a.positions[t];
+  const float* cos = a.cos + static_cast<int64_t>(pos) * half;
+  const float* sin = a.sin + static_cast<int64_t>(pos) * half;
+  const int items = (a.q_heads + a.k_heads) * half;
+  for (int item = threadIdx.x; item < items; item += blockDim.x) {
+    const int head = item / half;
+    const int i = item % half;
+    T* v = head < a.q_heads
+               ? q + (static_cast<int64_t>(t) * a.q_heads + head) * a.head_dim
+               : k + (static_cast<int64_t>(t) * a.k_heads + head - a.q_heads) * a.head_dim;
+    const int ia = a.interleaved ? 2 * i : i;
+    const int ib = a.interleaved ? 2 * i + 1 : i + half;
+    const float x0 = ToF32(v[ia]), x1 = ToF32(v[ib]);
+    v[ia] = FromF32<T>(x0 * cos[i] - x1 * sin[i]);
+    v[ib] = FromF32<T>(x1 * cos[i] + x0 * sin[i]);
+  }
+}
+
+template <typename T>
+__global__ void SiluMulKernel(const T* gate, const T* up, int64_t n, T* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float g = ToF32(gate[i]);
+    out[i] = FromF32<T>(g / (1.0f + expf(-g)) * ToF32(up[i]));
+  }
+}
+
+template <typename T>
+__global__ void AddKernel(T* x, const T* y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    x[i] = FromF32<T>(ToF32(x[i]) + ToF32(y[i]));
+  }
+}
+
+template <typename T>
+__global__ void WriteKvKernel(const int64_t* slots, const T* k, const T* v, int64_t row,
+                              int64_t num_slots, bf16* k_cache, bf16* v_cache) {
+  const int t = blockIdx.x;
+  const int64_t slot = slots[t];
+  if (slot < 0 || slot >= num_slots) return;  // validated on the host
+  for (int64_t i = threadIdx.x; i < row; i += blockDim.x) {
+    k_cache[slot * row + i] = FromF32<bf16>(ToF32(k[t * row + i]));
+    v_cache[slot * row + i] = FromF32<bf16>(ToF32(v[t * row + i]));
+  }
+}
+
+template <typename U>
+__global__ void GatherRowsKernel(const int32_t* indices, const U* x, int64_t x_rows,
+                                 int64_t row_units, U* out) {
+  const int i = blockIdx.x;
+  const int32_t src = indices[i];
+  if (src < 0 || src >= x_rows) return;  // validated on the host
+  for (int64_t j = threadIdx.x; j < row_units; j += blockDim.x) {
+    out[i * row_units + j] = x[src * row_units + j];
+  }
+}
+
+template <typename T>
+__global__ void ToF32Kernel(const T* src, int64_t n, float* dst) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    dst[i] = ToF32(src[i]);
+  }
+}
+
+template <typename OutT>
+__global__ void StoreRowsKernel(const float* src, const float* bias, int64_t rows, int64_t cols,
+                                OutT* dst) {
+  const int64_t n = rows * cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float b = bias != nullptr ? bias[i % cols] : 0.0f;
+    dst[i] = FromF32<OutT>(src[i] + b);
+  }
+}
+
+template <typename TableT>
+cudaError_t EmbeddingFor(const int32_t* ids, int num_tokens, const void* table, int64_t vocab,
+                         int64_t dim, void* out, DType out_type, cudaStream_t stream) {
+  return ALIGNSERVE_DISPATCH_ACT(
+      out_type, OutT,
+      EmbeddingKernel<<<num_tokens, kRowThreads, 0, stream>>>(
+          ids, static_cast<const TableT*>(table), vocab, dim, static_cast<OutT*>(out)));
+}
+
+template <typename InT>
+cudaError_t RmsNormFor(const void* x, const float* weight, float eps, int64_t rows, int64_t cols,
+                       void* out, DType out_type, cudaStream_t stream) {
+  return ALIGNSERVE_DISPATCH_ACT(
+      out_type, OutT,
+      RmsNormKernel<<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(
+          static_cast<const InT*>(x), weight, eps, cols, static_cast<OutT*>(out)));
+}
+
+}  // namespace
+
+cudaError_t LaunchEmbedding(const int32_t* ids, int num_tokens, const void* table, DType table_type,
+                            int64_t vocab, int64_t dim, void* out, DType out_type,
+                            cudaStream_t stream) {
+  if (num_tokens == 0) return cudaSuccess;
+  switch (table_type) {
+    case DType::kF32:
+      return EmbeddingFor<float>(ids, num_tokens, table, vocab, dim, out, out_type, stream);
+    case DType::kF16:
+      return EmbeddingFor<__half>(ids, num_tokens, table, vocab, dim, out, out_type, stream);
+    case DType::kBF16:
+      return EmbeddingFor<bf16>(ids, num_tokens, table, vocab, dim, out, out_type, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+cudaError_t LaunchRmsNorm(const void* x, DType x_type, const float* weight, float eps, int64_t rows,
+                          int64_t cols, void* out, DType out_type, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  switch (x_type) {
+    case DType::kF32:
+      return RmsNormFor<float>(x, weight, eps, rows, cols, out, out_type, stream);
+    case DType::kBF16:
+      return RmsNormFor<bf16>(x, weight, eps, rows, cols, out, out_type, stream);
+    default:
+      return cudaErrorInvalidValue;
+  }
+}
+
+cudaError_t LaunchAddRmsNorm(void* residual, const void* x, const float* weight, float eps,
+                             int64_t rows, int64_t cols, void* out, DType type,
+                             cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  return ALIGNSERVE_DISPATCH_ACT(
+      type, T,
+      AddRmsNormKernel<<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(
+          static_cast<T*>(residual), static_cast<const T*>(x), weight, eps, cols,
+          static_cast<T*>(out)));
+}
+
+cudaError_t LaunchRope(const RopeArgs& args, void* q, void* k, DType type, cudaStream_t stream) {
+  if (args.num_tokens == 0 || args.rotary_dim < 2) return cudaSuccess;
+  return ALIGNSERVE_DISPATCH_ACT(type, T,
+                                 RopeKernel<<<args.num_tokens, kRowThreads, 0, stream>>>(
+                                     args, static_cast<T*>(q), static_cast<T*>(k)));
+}
+
+cudaError_t LaunchSiluMul(const void* gate, const void* up, int64_t n, void* out, DType type,
+                          cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  return ALIGNSERVE_DISPATCH_ACT(
+      type, T,
+      SiluMulKernel<<<FlatBlocks(n), kFlatThreads, 0, stream>>>(
+          static_cast<const T*>(gate), static_cast<const T*>(up), n, static_cast<T*>(out)));
+}
+
+cudaError_t LaunchAdd(void* x, const void* y, int64_t n, DType type, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  return ALIGNSERVE_DISPATCH_ACT(type, T,
+                                 AddKernel<<<FlatBlocks(n), kFlatThreads, 0, stream>>>(
+                                     static_cast<T*>(x), static_cast<const T*>(y), n));
+}
+
+cudaError_t LaunchWriteKv(const int64_t* slots, int num_tokens, const void* k, const void* v,
+                          DType type, int64_t row, int64_t num_slots, void* k_cache, void* v_cache,
+                          cudaStream_t stream) {
+  if (num_tokens == 0) return cudaSuccess;
+  return ALIGNSERVE_DISPATCH_ACT(
+      type, T,
+      WriteKvKernel<<<num_tokens, kRowThreads, 0, stream>>>(
+          slots, static_cast<const T*>(k), static_cast<const T*>(v), row, num_slots,
+          static_cast<bf16*>(k_cache), static_cast<bf16*>(v_cache)));
+}
+
+cudaError_t LaunchGatherRows(const int32_t* indices, int count, const void* x, int64_t x_rows,
+                             size_t row_bytes, void* out, cudaStream_t stream) {
+  if (count == 0 || row_bytes == 0) return cudaSuccess;
+  const int64_t bytes = static_cast<int64_t>(row_bytes);
+  if (bytes % 4 == 0) {
+    GatherRowsKernel<<<count, kRowThreads, 0, stream>>>(
+        indices, static_cast<const uint32_t*>(x), x_rows, bytes / 4, static_cast<uint32_t*>(out));
+  } else if (bytes % 2 == 0) {
+    GatherRowsKernel<<<count, kRowThreads, 0, stream>>>(
+        indices, static_cast<const uint16_t*>(x), x_rows, bytes / 2, static_cast<uint16_t*>(out));
+  } else {
+    GatherRowsKernel<<<count, kRowThreads, 0, stream>>>(indices, static_cast<const uint8_t*>(x),
+                                                        x_rows, bytes, static_cast<uint8_t*>(out));
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchToF32(const void* src, DType src_type, int64_t n, float* dst,
+                        cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  switch (src_type) {
+    case DType::kF32:
+      ToF32Kernel<<<FlatBlocks(n), kFlatThreads, 0, stream>>>(static_cast<const float*>(src), n,
+                                                              dst);
+      break;
+    case DType::kF16:
+      ToF32Kernel<<<FlatBlocks(n), kFlatThreads, 0, stream>>>(static_cast<const __half*>(src), n,
+                                                              dst);
+      break;
+    case DType::kBF16:
+      ToF32Kernel<<<FlatBlocks(n), kFlatThreads, 0, stream>>>(static_cast<const bf16*>(src), n,
+                                                              dst);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchStoreRows(const float* src, const float* bias, int64_t rows, int64_t cols,
+                            void* dst, DType dst_type, cudaStream_t stream) {
+  if (rows * cols == 0) return cudaSuccess;
+  return ALIGNSERVE_DISPATCH_ACT(
+      dst_type, T,
+      StoreRowsKernel<<<FlatBlocks(rows * cols), kFlatThreads, 0, stream>>>(src, bias, rows, cols,
+                                                                            static_cast<T*>(dst)));
+}
+
+}  // namespace alignserve::cuda

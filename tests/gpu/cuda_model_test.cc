@@ -1,0 +1,127 @@
+// The whole Llama forward pass on the CUDA backend against the CPU backend:
+// tests/data/models/tiny_llama3 (random weights, f32 safetensors, GQA,
+// llama3 rope scaling, head_dim 16) at every position, whole prefill,
+// chunked prefill and a mixed batch. bf16 activations through 3 layers move
+// logits (|logit| <= ~4.4) by a few hundredths; the bound below is a few
+// times what bf16 rounding gives, and argmax must agree wherever the CPU's
+// top two logits are clearly apart.
+//
+// Needs the model to copy f32 logits: see the CUDA backend report (the
+// model's logits and hidden tensors must be F32 on a bf16 backend).
+#include <algorithm>
+#include <catch2/catch.hpp>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "models/model_loader.h"
+#include "tests/gpu/gpu_test_util.h"
+#include "tests/models/model_test_util.h"
+#include "tests/test_paths.h"
+
+namespace alignserve {
+namespace {
+
+using testing::AllPositionLogits;
+using testing::MaxAbsDiff;
+using testing::ReadJson;
+using testing::ShuffledBlocks;
+using testing::SourcePath;
+
+constexpr float kMaxLogitDiff = 0.15f;
+constexpr float kClearMargin = 0.3f;  // argmax must agree when top-2 differ by more
+
+const ModelOptions kNoText{.max_model_len = 0, .load_text = false};
+
+// Positions whose argmax differs although the reference's top two logits
+// are more than kClearMargin apart.
+int ClearArgmaxMismatches(const std::vector<float>& got, const std::vector<float>& want,
+                          int vocab) {
+  int mismatches = 0;
+  for (size_t row = 0; row * vocab < want.size(); ++row) {
+    const float* w = want.data() + row * vocab;
+    const float* g = got.data() + row * vocab;
+    std::vector<float> sorted(w, w + vocab);
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+    if (sorted[0] - sorted[1] <= kClearMargin) continue;
+    if (std::max_element(w, w + vocab) - w != std::max_element(g, g + vocab) - g) ++mismatches;
+  }
+  return mismatches;
+}
+
+TEST_CASE("tiny llama3 logits on CUDA match the CPU backend at every position") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  CpuBackend cpu;
+  auto cuda = CreateCudaBackend(0);
+  REQUIRE(cuda.ok());
+  const std::string path = SourcePath("tests/data/models/tiny_llama3");
+  auto cpu_model = LoadModel(path, cpu, kNoText);
+  auto gpu_model = LoadModel(path, **cuda, kNoText);
+  REQUIRE(cpu_model.ok());
+  INFO(gpu_model.status().ToString());
+  REQUIRE(gpu_model.ok());
+  Model& cm = *(*cpu_model)->model;
+  Model& gm = *(*gpu_model)->model;
+  const int vocab = cm.config().vocab_size;
+  auto cpu_cache = cm.AllocateKvCache(64, 16);
+  auto gpu_cache = gm.AllocateKvCache(64, 16);
+  REQUIRE(cpu_cache.ok());
+  REQUIRE(gpu_cache.ok());
+  const nlohmann::json fixture = ReadJson(SourcePath("tests/data/models/tiny_llama3_logits.json"));
+  for (const nlohmann::json& seq : fixture["sequences"]) {
+    const std::vector<int32_t> ids = seq["ids"].get<std::vector<int32_t>>();
+    const std::vector<int32_t> blocks =
+        ShuffledBlocks(static_cast<int>((ids.size() + 15) / 16), 64, 5);
+    auto want = AllPositionLogits(cm, **cpu_cache, ids, blocks);
+    REQUIRE(want.ok());
+    for (int chunk : {0, 5}) {
+      INFO(ids.size() << " tokens, chunk " << chunk);
+      auto got = AllPositionLogits(gm, **gpu_cache, ids, blocks, chunk);
+      INFO(got.status().ToString());
+      REQUIRE(got.ok());
+      REQUIRE(got->size() == want->size());
+      const float diff = MaxAbsDiff(got->data(), want->data(), want->size());
+      INFO("max abs diff " << diff);
+      CHECK(diff <= kMaxLogitDiff);
+      CHECK(ClearArgmaxMismatches(*got, *want, vocab) == 0);
+    }
+  }
+}
+
+TEST_CASE("a mixed batch on CUDA gives the CPU's last-token logits and hidden states") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  CpuBackend cpu;
+  auto cuda = CreateCudaBackend(0);
+  REQUIRE(cuda.ok());
+  const std::string path = SourcePath("tests/data/models/tiny_llama3");
+  auto cpu_model = LoadModel(path, cpu, kNoText);
+  auto gpu_model = LoadModel(path, **cuda, kNoText);
+  REQUIRE(cpu_model.ok());
+  REQUIRE(gpu_model.ok());
+  const nlohmann::json fixture = ReadJson(SourcePath("tests/data/models/tiny_llama3_logits.json"));
+  std::vector<ForwardOutput> outs(2);
+  for (int side = 0; side < 2; ++side) {
+    Model& model = *(side == 0 ? *cpu_model : *gpu_model)->model;
+    auto cache = model.AllocateKvCache(64, 16);
+    REQUIRE(cache.ok());
+    BatchLayout layout;
+    int next_block = 0;
+    for (const nlohmann::json& seq : fixture["sequences"]) {
+      const std::vector<int32_t> ids = seq["ids"].get<std::vector<int32_t>>();
+      std::vector<int32_t> table;
+      for (size_t b = 0; b < (ids.size() + 15) / 16; ++b) table.push_back(next_block++);
+      layout.AddSequence(ids, 0, table, 16, true);
+    }
+    layout.Finish();
+    REQUIRE(model.Forward(layout, **cache, true, outs[side]).ok());
+  }
+  REQUIRE(outs[1].logits.size() == outs[0].logits.size());
+  REQUIRE(outs[1].hidden.size() == outs[0].hidden.size());
+  CHECK(MaxAbsDiff(outs[1].logits.data(), outs[0].logits.data(), outs[0].logits.size()) <=
+        kMaxLogitDiff);
+  // The final norm's output, O(1) per element.
+  CHECK(MaxAbsDiff(outs[1].hidden.data(), outs[0].hidden.data(), outs[0].hidden.size()) <=
+        kMaxLogitDiff);
+}
+
+}  // namespace
+}  // namespace alignserve
