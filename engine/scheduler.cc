@@ -149,11 +149,13 @@ void Scheduler::Emit(Sequence& seq, int32_t num_tokens, StepBuilder& step) {
 
 absl::StatusOr<absl::flat_hash_map<int64_t, const SequenceOutput*>> Scheduler::MatchOutputs(
     const StepOutput& output) const {
+  absl::flat_hash_set<int64_t> sampled;
+  for (const InFlight& f : in_flight_) {
+    if (f.sample) sampled.insert(f.seq_id);
+  }
   absl::flat_hash_map<int64_t, const SequenceOutput*> by_seq;
   for (const SequenceOutput& out : output.outputs) {
-    const auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
-                                 [&](const InFlight& f) { return f.seq_id == out.seq_id; });
-    if (it == in_flight_.end() || !it->sample) {
+    if (!sampled.contains(out.seq_id)) {
       return absl::InvalidArgumentError(
           absl::StrCat("output for sequence ", out.seq_id, ", which was not sampled this step"));
     }
@@ -161,9 +163,9 @@ absl::StatusOr<absl::flat_hash_map<int64_t, const SequenceOutput*>> Scheduler::M
       return absl::InvalidArgumentError(absl::StrCat("two outputs for sequence ", out.seq_id));
     }
   }
-  for (const InFlight& f : in_flight_) {
-    if (f.sample && live_.contains(f.seq_id) && !by_seq.contains(f.seq_id)) {
-      return absl::InvalidArgumentError(absl::StrCat("no output for sampled sequence ", f.seq_id));
+  for (const int64_t seq_id : sampled) {
+    if (live_.contains(seq_id) && !by_seq.contains(seq_id)) {
+      return absl::InvalidArgumentError(absl::StrCat("no output for sampled sequence ", seq_id));
     }
   }
   return by_seq;

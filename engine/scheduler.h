@@ -21,6 +21,10 @@
 // so far are recomputed (its cached prefix blocks usually survive).
 // A sequence finishes on a stop decision, at max_tokens outputs, or at
 // max_sequence_len tokens; its blocks are freed within the same Update.
+// Limits: max_num_seqs caps admissions and the sequences of one step; forks
+// may push the running set past it (the extra ones wait their turn). A
+// higher-priority arrival waits for blocks like any other: priority orders
+// the queue and the victims, it does not preempt on arrival.
 //
 // Thread-safety: owned by the engine thread; not thread-safe. Call order:
 // Schedule, (run the plan), Update, repeat; AddRequest, Abort and Fork

@@ -2,13 +2,12 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/status_macros.h"
+#include "models/formats/bounded_json.h"
 #include "models/formats/gguf_file.h"
 #include "models/formats/safetensors_file.h"
 #include "models/llama_model.h"
@@ -18,16 +17,6 @@ namespace alignserve {
 namespace {
 
 constexpr char kDefaultModelFile[] = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": invalid JSON"));
-  return j;
-}
 
 absl::Status LoadGguf(LoadedModel& loaded, Backend& backend, const ModelOptions& options) {
   ASSIGN_OR_RETURN(loaded.gguf, GgufFile::Open(loaded.path));
@@ -45,7 +34,7 @@ absl::Status LoadGguf(LoadedModel& loaded, Backend& backend, const ModelOptions&
 
 absl::Status LoadHfFolder(LoadedModel& loaded, Backend& backend, const ModelOptions& options) {
   const std::string config_path = loaded.path + "/config.json";
-  ASSIGN_OR_RETURN(nlohmann::json config_json, ReadJsonFile(config_path));
+  ASSIGN_OR_RETURN(nlohmann::json config_json, ReadJsonObjectFile(config_path));
   ASSIGN_OR_RETURN(ModelConfig config, ConfigFromHfJson(config_json, config_path));
   ASSIGN_OR_RETURN(loaded.safetensors, SafetensorsCheckpoint::Open(loaded.path));
   std::unique_ptr<WeightSource> source = SafetensorsWeightSource(*loaded.safetensors);

