@@ -25,9 +25,9 @@ absl::StatusOr<int64_t> Scheduler::AddRequest(int64_t request_id, std::vector<in
   if (std::any_of(prompt.begin(), prompt.end(), [](int32_t t) { return t < 0; })) {
     return absl::InvalidArgumentError("the prompt has a negative token id");
   }
-  if (params.max_tokens <= 0) {
+  if (params.sampling.max_tokens <= 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_tokens must be positive, got ", params.max_tokens));
+        absl::StrCat("max_tokens must be positive, got ", params.sampling.max_tokens));
   }
   const int64_t needed = static_cast<int64_t>(prompt.size()) + 1;
   if (needed > config_.max_model_len) {
@@ -206,7 +206,7 @@ void Scheduler::ApplyOutput(Sequence& seq, const SequenceOutput& out) {
 void Scheduler::FinishIfDone(Sequence& seq, FinishReason requested) {
   FinishReason reason = requested;
   if (reason == FinishReason::kNone &&
-      (seq.num_output_tokens() >= seq.group().params().max_tokens ||
+      (seq.num_output_tokens() >= seq.group().params().sampling.max_tokens ||
        seq.num_tokens() >= config_.max_sequence_len())) {
     reason = FinishReason::kLength;
   }

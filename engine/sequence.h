@@ -44,10 +44,11 @@ std::string_view ToString(FinishReason reason);
 
 // What a request asks of the scheduler, fixed at arrival.
 struct RequestParams {
-  int32_t max_tokens = 16;  // output tokens per sequence; > 0
-  int32_t priority = 0;     // lower runs first; ties go to the earlier arrival
-  std::string cache_salt;   // isolates the prefix cache (e.g. a LoRA adapter name)
-  SamplingParams sampling;  // read by the sampler, never by the scheduler
+  int32_t priority = 0;    // lower runs first; ties go to the earlier arrival
+  std::string cache_salt;  // isolates the prefix cache (e.g. a LoRA adapter name)
+  // The scheduler reads only sampling.max_tokens (output tokens per
+  // sequence, > 0); the rest is for the sampler and stop checker.
+  SamplingParams sampling;
 };
 
 // The KV bookkeeping of one sequence, written only by KvCacheManager.

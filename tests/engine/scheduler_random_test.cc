@@ -97,7 +97,7 @@ class RandomDriver {
       prompt[i] = static_cast<int32_t>(i) < shared ? 0 : Uniform(0, kVocab - 1);
     }
     RequestParams params;
-    params.max_tokens = Uniform(1, 16);
+    params.sampling.max_tokens = Uniform(1, 16);
     params.priority = Uniform(0, 2);
     if (Chance(0.2)) params.cache_salt = "adapter";
     const bool fits = static_cast<int32_t>(prompt.size()) + 1 <= kMaxModelLen;

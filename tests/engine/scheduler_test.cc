@@ -99,7 +99,7 @@ void RunTable(Scheduler& s, const std::vector<Row>& rows) {
     INFO("step " << i + 1);
     for (const Arrival& a : row.arrive) {
       RequestParams params;
-      params.max_tokens = a.max_tokens;
+      params.sampling.max_tokens = a.max_tokens;
       params.priority = a.priority;
       REQUIRE(s.AddRequest(a.request_id, a.prompt, params).ok());
     }
@@ -453,7 +453,7 @@ TEST_CASE("requests that can never run are rejected at arrival", "[scheduler]") 
   CHECK(t->AddRequest(2, Prompt(1, 3), params).status().code() == absl::StatusCode::kAlreadyExists);
   CHECK(t->AddRequest(3, {}, params).status().code() == absl::StatusCode::kInvalidArgument);
   CHECK(t->AddRequest(4, {1, -5}, params).status().code() == absl::StatusCode::kInvalidArgument);
-  params.max_tokens = 0;
+  params.sampling.max_tokens = 0;
   CHECK(t->AddRequest(5, Prompt(1, 3), params).status().code() ==
         absl::StatusCode::kInvalidArgument);
   CHECK(t->num_unfinished_requests() == 1);
@@ -462,7 +462,7 @@ TEST_CASE("requests that can never run are rejected at arrival", "[scheduler]") 
 TEST_CASE("a sequence stops at max_model_len with reason length", "[scheduler]") {
   auto s = Make(16, 4, 4, 64, /*max_model_len=*/6);
   RequestParams params;
-  params.max_tokens = 100;  // the context limit comes first
+  params.sampling.max_tokens = 100;  // the context limit comes first
   REQUIRE(s->AddRequest(1, Prompt(1, 4), params).ok());
   std::vector<std::unique_ptr<SequenceGroup>> done;
   for (int step = 0; step < 3 && done.empty(); ++step) {
@@ -542,7 +542,7 @@ TEST_CASE("a waiting request is admitted within a bound, however many arrive aft
   auto setup = [] {
     auto s = Make(/*budget=*/16, /*max_seqs=*/8, /*block_size=*/4, /*num_blocks=*/12);
     RequestParams params;
-    params.max_tokens = 8;
+    params.sampling.max_tokens = 8;
     for (int64_t r = 0; r < 4; ++r) REQUIRE(s->AddRequest(r, Prompt(10 * r, 8), params).ok());
     REQUIRE(s->AddRequest(99, Prompt(500, 8), params).ok());  // seq id 4
     return s;
