@@ -1,7 +1,15 @@
 #include "kernels/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ALIGNSERVE_CPU_RELAX() _mm_pause()
+#else
+#define ALIGNSERVE_CPU_RELAX() std::this_thread::yield()
+#endif
 
 namespace alignserve {
 
@@ -14,29 +22,38 @@ ThreadPool::ThreadPool(int num_threads) {
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    stop_.store(true);
   }
-  work_cv_.notify_all();
+  wake_cv_.notify_all();
   for (std::thread& t : workers_) t.join();
+}
+
+bool ThreadPool::AwaitTask(uint64_t seen) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + std::chrono::microseconds(kSpinMicros);
+  for (int i = 0;; ++i) {
+    if (generation_.load(std::memory_order_acquire) != seen) return true;
+    if (stop_.load(std::memory_order_relaxed)) return false;
+    ALIGNSERVE_CPU_RELAX();
+    if ((i & 63) == 63 && Clock::now() > deadline) break;
+  }
+  // Sleep. sleeping_ is raised before the generation is re-checked under the
+  // lock, so a dispatcher that bumps the generation either sees a sleeper
+  // (and notifies under the lock) or is seen here.
+  std::unique_lock<std::mutex> lock(wake_mu_);
+  sleeping_.fetch_add(1);
+  wake_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+  sleeping_.fetch_sub(1);
+  return !stop_.load();
 }
 
 void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
-  while (true) {
-    const std::function<void(int)>* task;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      task = task_;
-    }
-    (*task)(index);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+  while (AwaitTask(seen)) {
+    seen = generation_.load(std::memory_order_acquire);
+    (*task_)(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -46,16 +63,19 @@ void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
     fn(0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    task_ = &fn;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+  task_ = &fn;
+  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1);  // seq_cst: ordered before the sleeping_ read
+  if (sleeping_.load() > 0) {
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    wake_cv_.notify_all();
   }
-  work_cv_.notify_all();
   fn(0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    ALIGNSERVE_CPU_RELAX();
+    // A worker descheduled by the OS: stop burning the core it needs.
+    if ((i & 1023) == 1023) std::this_thread::yield();
+  }
   task_ = nullptr;
 }
 
