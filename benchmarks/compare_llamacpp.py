@@ -26,8 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def run_alignserve(binary, model, prompt_tokens, decode_tokens, threads):
-    env = dict(os.environ, ALIGNSERVE_NUM_THREADS=str(threads))
+def run_alignserve(binary, model, prompt_tokens, decode_tokens, threads, mode):
+    env = dict(os.environ, ALIGNSERVE_NUM_THREADS=str(threads), ALIGNSERVE_CPU_MATMUL=mode)
     out = subprocess.run([binary, "--model", model, "--prompt-tokens", str(prompt_tokens),
                           "--decode-tokens", str(decode_tokens), "--repeats", "1"],
                          check=True, capture_output=True, text=True, env=env)
@@ -56,6 +56,8 @@ def main():
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--modes", default="exact,int8",
+                    help="alignserve CPU matmul modes to run (ALIGNSERVE_CPU_MATMUL)")
     args = ap.parse_args()
 
     from llama_cpp import Llama  # llama-cpp-python
@@ -68,13 +70,17 @@ def main():
     rng = random.Random(1234)
     prompt = [rng.randint(100, vocab - 1) for _ in range(args.prompt_tokens)]
 
-    ours, theirs = [], []
+    modes = args.modes.split(",")
+    ours = {m: [] for m in modes}
+    theirs = []
     for r in range(args.rounds):
-        ours.append(run_alignserve(args.binary, args.model, args.prompt_tokens,
-                                   args.decode_tokens, args.threads))
+        for m in modes:
+            ours[m].append(run_alignserve(args.binary, args.model, args.prompt_tokens,
+                                          args.decode_tokens, args.threads, m))
         theirs.append(run_llamacpp(llm, prompt, args.decode_tokens))
-        print(f"round {r + 1}: alignserve {ours[-1]['prompt_tok_s']:.1f} / "
-              f"{ours[-1]['decode_tok_s']:.1f} tok/s, llama.cpp {theirs[-1]['prompt_tok_s']:.1f} / "
+        line = ", ".join(f"alignserve[{m}] {ours[m][-1]['prompt_tok_s']:.1f} / "
+                         f"{ours[m][-1]['decode_tok_s']:.1f}" for m in modes)
+        print(f"round {r + 1}: {line}, llama.cpp {theirs[-1]['prompt_tok_s']:.1f} / "
               f"{theirs[-1]['decode_tok_s']:.1f} tok/s (prompt / decode)", file=sys.stderr)
 
     def med(rows, key):
@@ -84,15 +90,16 @@ def main():
         "model": os.path.basename(args.model), "threads": args.threads,
         "prompt_tokens": args.prompt_tokens, "decode_tokens": args.decode_tokens,
         "rounds": args.rounds,
-        "alignserve": {"prompt_tok_s": med(ours, "prompt_tok_s"),
-                       "decode_tok_s": med(ours, "decode_tok_s")},
         "llama_cpp": {"prompt_tok_s": med(theirs, "prompt_tok_s"),
                       "decode_tok_s": med(theirs, "decode_tok_s")},
     }
-    result["ratio_prompt"] = result["alignserve"]["prompt_tok_s"] / result["llama_cpp"]["prompt_tok_s"]
-    result["ratio_decode"] = result["alignserve"]["decode_tok_s"] / result["llama_cpp"]["decode_tok_s"]
+    for m in modes:
+        mine = {"prompt_tok_s": med(ours[m], "prompt_tok_s"),
+                "decode_tok_s": med(ours[m], "decode_tok_s")}
+        mine["ratio_prompt"] = mine["prompt_tok_s"] / result["llama_cpp"]["prompt_tok_s"]
+        mine["ratio_decode"] = mine["decode_tok_s"] / result["llama_cpp"]["decode_tok_s"]
+        result[f"alignserve_{m}"] = mine
     print(json.dumps(result, indent=1))
-
 
 if __name__ == "__main__":
     main()
