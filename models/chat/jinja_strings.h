@@ -12,11 +12,12 @@
 #include <string_view>
 #include <vector>
 
+#include "models/utf8_append.h"
+
 namespace alignserve::jinja {
 
 // Decodes UTF-8 into code points; invalid bytes map to U+FFFD.
 std::vector<char32_t> DecodeUtf8(std::string_view s);
-void AppendUtf8(char32_t cp, std::string* out);
 std::string EncodeUtf8(const std::vector<char32_t>& cps);
 // Number of code points (Python len()).
 size_t CodePointLength(std::string_view s);

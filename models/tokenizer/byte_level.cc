@@ -17,7 +17,7 @@ struct Tables {
     for (int b = 0; b < 256; ++b) {
       const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
       const int cp = printable ? b : next++;
-      AppendCodePoint(static_cast<uint32_t>(cp), &spelling[b]);
+      AppendUtf8(static_cast<uint32_t>(cp), &spelling[b]);
       byte_of_code_point[cp] = static_cast<int16_t>(b);
     }
   }

@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "models/utf8_append.h"
 #include <string_view>
 
 namespace alignserve {
@@ -39,8 +41,6 @@ size_t AppendLossyUtf8HoldTail(std::string_view bytes, std::string* out);
 
 bool IsValidUtf8(std::string_view bytes);
 
-// Encodes one code point (must be a Unicode scalar value) as UTF-8.
-void AppendCodePoint(uint32_t cp, std::string* out);
 
 }  // namespace alignserve
 
