@@ -1,0 +1,148 @@
+// LlmEngine: the synchronous engine step, nano-vllm style. It owns the
+// scheduler, the paged KV cache, the model runner and each live sequence's
+// sampling, stop and detokenizer state; Step() runs one iteration of
+// continuous batching: Schedule -> ModelRunner::Execute -> BatchSampler ->
+// StopChecker -> Scheduler::Update, and returns what each request produced.
+//
+// Per sequence: the sampler seed is params.seed when set, else a per-engine
+// counter (EngineConfig::seed + k for the k-th unseeded request), so a run
+// is reproducible and a sequence draws the same tokens whatever shares its
+// batch (the sampler is counter-based; preemption replays the same draws).
+// The StopChecker decides stop / length and the text to stream; the
+// scheduler also enforces max_tokens and the context limit.
+// One sequence per request for now (n = 1); the code keys state by
+// sequence id so forks can be added without reshaping it.
+// Thread-safety: not thread-safe; one thread (the engine thread) calls
+// everything. The Model and ModelText passed to Create must outlive it
+// unless it owns them (the LoadedModel overload).
+#ifndef ALIGNSERVE_ENGINE_LLM_ENGINE_H_
+#define ALIGNSERVE_ENGINE_LLM_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/model_runner.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "engine/scheduler_config.h"
+#include "engine/stop_checker.h"
+#include "kernels/backend.h"
+#include "models/model.h"
+#include "models/model_loader.h"
+#include "models/model_text.h"
+#include "models/tokenizer/incremental_detokenizer.h"
+
+namespace alignserve {
+
+struct EngineConfig {
+  // num_blocks and block_size size the KV cache; max_model_len is capped at
+  // the model's own limit.
+  SchedulerConfig scheduler;
+  uint64_t seed = 0;  // base of the seeds of requests that set none
+  // Drop special tokens from streamed text (as vLLM's skip_special_tokens).
+  bool skip_special_tokens = true;
+};
+
+// What one request produced in one step.
+struct RequestOutput {
+  int64_t request_id = 0;
+  std::vector<int32_t> new_token_ids;  // sampled this step (a stop token included)
+  std::string text;                    // text delta safe to stream now
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::kNone;
+};
+
+struct EngineStats {
+  int64_t num_steps = 0;        // non-empty steps run
+  int64_t num_preemptions = 0;  // sequences preempted, summed over steps
+  int64_t prefix_cache_queried_blocks = 0;
+  int64_t prefix_cache_hit_blocks = 0;
+  int32_t num_free_blocks = 0;  // allocatable now (free + evictable)
+  int32_t num_total_blocks = 0;
+  int32_t num_unfinished_requests = 0;
+};
+
+class LlmEngine {
+ public:
+  // Borrows model and text (tokenizer, stop tokens); both must outlive the
+  // engine. InvalidArgument for a bad scheduler config; errors allocating the
+  // KV cache pass through.
+  static absl::StatusOr<std::unique_ptr<LlmEngine>> Create(Model& model, const ModelText& text,
+                                                           const EngineConfig& config);
+  // Owns the loaded model (and the backend it runs on, which may be null if
+  // the caller keeps it alive otherwise).
+  static absl::StatusOr<std::unique_ptr<LlmEngine>> Create(std::unique_ptr<Backend> backend,
+                                                           std::unique_ptr<LoadedModel> loaded,
+                                                           const EngineConfig& config);
+  ~LlmEngine();
+
+  LlmEngine(const LlmEngine&) = delete;
+  LlmEngine& operator=(const LlmEngine&) = delete;
+
+  // Queues a request. InvalidArgument for sampling params that fail
+  // Validate or token ids outside the vocabulary; the scheduler's errors
+  // (empty prompt, too long, duplicate id, ...) pass through.
+  absl::Status AddRequest(int64_t request_id, std::vector<int32_t> prompt,
+                          const SamplingParams& params);
+  absl::Status AddRequest(int64_t request_id, std::vector<int32_t> prompt, RequestParams params);
+
+  // One engine iteration. Returns one entry per request that sampled a token
+  // this step (requests only part-way through a chunked prefill produce
+  // nothing). Empty when nothing is runnable. If the forward pass fails, its
+  // error is returned and every request of that step is aborted (blocks
+  // freed, no output) so that the engine stays usable for the others.
+  absl::StatusOr<std::vector<RequestOutput>> Step();
+
+  // Finishes the request at once and frees its blocks. NotFound for an
+  // unknown or finished request.
+  absl::Status Abort(int64_t request_id);
+
+  bool HasUnfinished() const { return scheduler_->num_unfinished_requests() > 0; }
+  EngineStats stats() const;
+  const Scheduler& scheduler() const { return *scheduler_; }
+  const EngineConfig& config() const { return config_; }
+
+ private:
+  // Sampler, stop and detokenizer state of one live sequence.
+  struct SeqState {
+    int64_t request_id = 0;
+    uint64_t seed = 0;
+    std::unique_ptr<StopChecker> stop;
+    std::unique_ptr<IncrementalDetokenizer> detok;
+  };
+
+  LlmEngine(Model& model, const ModelText& text, const EngineConfig& config,
+            std::unique_ptr<Scheduler> scheduler, std::unique_ptr<KvCache> cache);
+
+  SeqState& StateFor(const Sequence& seq);
+  // Samples every sampled sequence of the plan from out's logits rows and
+  // fills the StepOutput and per-request outputs (in plan order).
+  void SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, StepOutput& step_out,
+                      std::vector<RequestOutput>& outputs);
+  void ForgetGroup(const SequenceGroup& group);
+
+  std::unique_ptr<Backend> owned_backend_;  // destroyed last
+  std::unique_ptr<LoadedModel> owned_model_;
+  Model& model_;
+  const ModelText& text_;
+  EngineConfig config_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<KvCache> cache_;
+  ModelRunner runner_;
+  BatchSampler sampler_;
+  ForwardOutput forward_out_;                             // reused across steps
+  absl::flat_hash_map<int64_t, SeqState> seqs_;           // live sequences by seq id
+  absl::flat_hash_map<int64_t, uint64_t> request_seeds_;  // unfinished requests
+  uint64_t next_seed_;
+  int64_t num_steps_ = 0;
+  int64_t num_preemptions_ = 0;
+};
+
+}  // namespace alignserve
+
+#endif  // ALIGNSERVE_ENGINE_LLM_ENGINE_H_
