@@ -15,9 +15,7 @@ namespace alignserve {
 
 ThreadPool::ThreadPool(int num_threads) {
   if (num_threads <= 0) num_threads = std::max(1u, std::thread::hardware_concurrency());
-  for (int i = 1; i < num_threads; ++i) {
-    workers_.emplace_back([this, i] { WorkerLoop(i); });
-  }
+  for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -29,7 +27,7 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-bool ThreadPool::AwaitTask(uint64_t seen) {
+bool ThreadPool::AwaitJob(uint64_t seen) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline = Clock::now() + std::chrono::microseconds(kSpinMicros);
   for (int i = 0;; ++i) {
@@ -48,62 +46,53 @@ bool ThreadPool::AwaitTask(uint64_t seen) {
   return !stop_.load();
 }
 
-void ThreadPool::WorkerLoop(int index) {
-  uint64_t seen = 0;
-  while (AwaitTask(seen)) {
-    seen = generation_.load(std::memory_order_acquire);
-    (*task_)(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+void ThreadPool::RunChunks() {
+  for (int64_t c; (c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) < job_.num_chunks;) {
+    const int64_t begin = c * job_.chunk;
+    (*job_.fn)(begin, std::min(job_.n, begin + job_.chunk));
   }
 }
 
-void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
-  std::lock_guard<std::mutex> call_lock(call_mu_);
-  if (workers_.empty()) {
-    fn(0);
-    return;
+void ThreadPool::WorkerLoop() {
+  uint64_t seen = 0;
+  while (AwaitJob(seen)) {
+    seen = generation_.load(std::memory_order_acquire);
+    // Join only a job that is still open and still the one we woke for.
+    // active_ is raised before closed_ is read; the caller sets closed_
+    // before it reads active_: one of the two sees the other (seq_cst).
+    active_.fetch_add(1);
+    if (!closed_.load() && generation_.load() == seen) RunChunks();
+    active_.fetch_sub(1);
   }
-  task_ = &fn;
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1);  // seq_cst: ordered before the sleeping_ read
-  if (sleeping_.load() > 0) {
-    std::lock_guard<std::mutex> lock(wake_mu_);
-    wake_cv_.notify_all();
-  }
-  fn(0);
-  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
-    ALIGNSERVE_CPU_RELAX();
-    // A worker descheduled by the OS: stop burning the core it needs.
-    if ((i & 1023) == 1023) std::this_thread::yield();
-  }
-  task_ = nullptr;
 }
 
 void ThreadPool::ParallelFor(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  const int64_t max_chunks = (n + grain - 1) / grain;
-  const int threads = static_cast<int>(std::min<int64_t>(num_threads(), max_chunks));
-  if (threads <= 1) {
+  const int64_t max_chunks = std::min<int64_t>((n + grain - 1) / grain,
+                                               int64_t{kChunksPerThread} * num_threads());
+  if (workers_.empty() || max_chunks <= 1) {
     fn(0, n);
     return;
   }
-  // Static partition: kernels here are uniform, and a static split keeps
-  // each thread on the same rows every layer (cache friendly). The lambda
-  // captures one pointer so std::function stores it without allocating.
-  struct Split {
-    int64_t n, per;
-    int threads;
-    const std::function<void(int64_t, int64_t)>* fn;
-  } split{n, (n + threads - 1) / threads, threads, &fn};
-  const Split* sp = &split;
-  RunOnAll([sp](int t) {
-    if (t >= sp->threads) return;
-    const int64_t begin = t * sp->per;
-    const int64_t end = std::min(sp->n, begin + sp->per);
-    if (begin < end) (*sp->fn)(begin, end);
-  });
+  std::lock_guard<std::mutex> call_lock(call_mu_);
+  const int64_t chunk = (n + max_chunks - 1) / max_chunks;
+  job_ = Job{&fn, n, chunk, (n + chunk - 1) / chunk};
+  next_chunk_.store(0, std::memory_order_relaxed);
+  closed_.store(false);
+  generation_.fetch_add(1);  // publishes job_; seq_cst: before the sleeping_ read
+  if (sleeping_.load() > 0) {
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    wake_cv_.notify_all();
+  }
+  RunChunks();
+  closed_.store(true);
+  // Only chunks a worker already claimed remain; wait for them.
+  for (int i = 0; active_.load() != 0; ++i) {
+    ALIGNSERVE_CPU_RELAX();
+    if ((i & 255) == 255) std::this_thread::yield();
+  }
 }
 
 ThreadPool& DefaultThreadPool() {

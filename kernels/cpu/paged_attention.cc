@@ -1,7 +1,6 @@
 #include "kernels/cpu/paged_attention.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -191,13 +190,11 @@ void PagedAttention(const DeviceBatch& batch, const AttentionShape& shape, const
     partials[i] = {base, base + static_cast<int64_t>(group) * d,
                    base + static_cast<int64_t>(group) * (d + 1)};
   }
-  // Slices differ in cost (causal prefill: later tokens see more context), so
-  // threads take them one at a time from a shared counter rather than in
-  // static ranges.
-  std::atomic<size_t> next{0};
-  pool.RunOnAll([&](int) {
+  // Slices differ in cost (causal prefill: later tokens see more context);
+  // the pool's threads claim chunks of them dynamically.
+  pool.ParallelFor(static_cast<int64_t>(slices.size()), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
-    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < slices.size();) {
+    for (int64_t i = begin; i < end; ++i) {
       const Slice& sl = slices[i];
       scores.resize(static_cast<size_t>(group) * (sl.end - sl.begin));
       const int64_t head_offset = static_cast<int64_t>(sl.kv_head) * group * d;

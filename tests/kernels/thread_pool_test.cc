@@ -1,6 +1,8 @@
 #include "kernels/thread_pool.h"
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -12,22 +14,46 @@ TEST_CASE("ParallelFor covers every index exactly once") {
   for (int threads : {1, 2, 5}) {
     ThreadPool pool(threads);
     for (int64_t n : {0, 1, 7, 1000}) {
-      std::vector<std::atomic<int>> hits(n);
-      pool.ParallelFor(n, 3, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
-      });
-      for (int64_t i = 0; i < n; ++i) REQUIRE(hits[i].load() == 1);
+      for (int64_t grain : {1, 3, 2000}) {
+        std::vector<std::atomic<int>> hits(n);
+        pool.ParallelFor(n, grain, [&](int64_t b, int64_t e) {
+          REQUIRE(b < e);
+          for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
+        });
+        for (int64_t i = 0; i < n; ++i) REQUIRE(hits[i].load() == 1);
+      }
     }
   }
 }
 
-TEST_CASE("RunOnAll runs once per thread and the pool is reusable") {
+TEST_CASE("the pool is reusable across many jobs and after its workers slept") {
   ThreadPool pool(3);
-  for (int round = 0; round < 100; ++round) {
-    std::atomic<int> mask{0};
-    pool.RunOnAll([&](int t) { mask.fetch_or(1 << t); });
-    REQUIRE(mask.load() == 0b111);
+  std::atomic<int64_t> sum{0};
+  for (int round = 0; round < 2000; ++round) {
+    pool.ParallelFor(64, 1, [&](int64_t b, int64_t e) { sum.fetch_add(e - b); });
+    // Every so often let the workers fall asleep, then wake them again.
+    if (round % 500 == 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(2 * ThreadPool::kSpinMicros));
+    }
   }
+  CHECK(sum.load() == 2000 * 64);
+}
+
+TEST_CASE("a job finishes even when the workers are busy elsewhere") {
+  // More pools than cores: workers of one pool are often descheduled while
+  // another pool runs; the caller then does the unclaimed chunks itself.
+  std::vector<std::thread> callers;
+  std::atomic<int64_t> total{0};
+  for (int c = 0; c < 3; ++c) {
+    callers.emplace_back([&] {
+      ThreadPool pool(3);
+      for (int round = 0; round < 300; ++round) {
+        pool.ParallelFor(100, 1, [&](int64_t b, int64_t e) { total.fetch_add(e - b); });
+      }
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  CHECK(total.load() == 3 * 300 * 100);
 }
 
 }  // namespace
