@@ -7,6 +7,8 @@ namespace alignserve {
 
 // Streams one completion of a prompt to stdout; speed figures to stderr.
 int RunGenerate(int argc, char** argv);
+// Offline throughput / latency benchmark of the AsyncEngine.
+int RunBenchOffline(int argc, char** argv);
 
 }  // namespace alignserve
 

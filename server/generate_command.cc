@@ -25,7 +25,11 @@ struct GenerateFlags {
   std::string system;
   bool chat = false;
   int block_size = 16;
-  SamplingParams sampling{.max_tokens = 128};
+  SamplingParams sampling = [] {
+    SamplingParams p;
+    p.max_tokens = 128;
+    return p;
+  }();
 };
 
 using Clock = std::chrono::steady_clock;

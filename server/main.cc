@@ -13,7 +13,8 @@ constexpr char kUsage[] =
     "alignment policies.\n"
     "\n"
     "commands:\n"
-    "  generate   stream one completion of a prompt to stdout\n"
+    "  generate       stream one completion of a prompt to stdout\n"
+    "  bench-offline  offline throughput and latency benchmark of the engine\n"
     "\n"
     "Run 'alignserve COMMAND --help' for a command's flags.\n";
 
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   if (!std::strcmp(argv[1], "generate")) return alignserve::RunGenerate(argc, argv);
+  if (!std::strcmp(argv[1], "bench-offline")) return alignserve::RunBenchOffline(argc, argv);
   std::fprintf(stderr, "alignserve: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }
