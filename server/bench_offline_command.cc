@@ -209,7 +209,7 @@ absl::Status CheckFlags(const BenchFlags& f) {
 
 int RunBenchOffline(int argc, char** argv) {
   BenchFlags f;
-  ArgParser args("bench-offline",
+  ArgParser args("alignserve bench-offline",
                  "Submits --num-requests random-token prompts at once to the engine (greedy, "
                  "ignore_eos, exactly --output-len tokens each) and reports throughput and "
                  "TTFT / inter-token / end-to-end latency percentiles.");

@@ -99,7 +99,7 @@ absl::Status ArgParser::Parse(int argc, char** argv, int first) {
 }
 
 std::string ArgParser::Help() const {
-  std::string out = absl::StrCat("usage: alignserve ", command_, " [flags]\n\n", summary_,
+  std::string out = absl::StrCat("usage: ", command_, " [flags]\n\n", summary_,
                                  "\n\nflags:\n");
   for (const Flag& f : flags_) {
     std::string left = absl::StrCat("  --", f.name, f.is_bool ? "" : " VALUE");

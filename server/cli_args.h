@@ -18,6 +18,7 @@ namespace alignserve {
 
 class ArgParser {
  public:
+  // command: how the user invokes it, e.g. "alignserve generate".
   ArgParser(std::string command, std::string summary);
 
   void AddString(const std::string& name, std::string* target, const std::string& help);

@@ -102,7 +102,7 @@ absl::Status Generate(const GenerateFlags& f) {
 
 int RunGenerate(int argc, char** argv) {
   GenerateFlags f;
-  ArgParser args("generate", "Streams one completion of --prompt to stdout, then prints prompt "
+  ArgParser args("alignserve generate", "Streams one completion of --prompt to stdout, then prints prompt "
                              "and decode speed to stderr.");
   args.AddString("model", &f.model, "a .gguf file, a Hugging Face model folder, or 'default'");
   args.AddString("prompt", &f.prompt, "the prompt text");
