@@ -68,34 +68,60 @@ absl::Status LlmEngine::AddRequest(int64_t request_id, std::vector<int32_t> prom
   }
   // Resolve the seed now so that it follows arrival order, not scheduling.
   const bool seeded = params.sampling.seed.has_value();
+  const int num_choices = params.sampling.n;
   const uint64_t seed = seeded ? *params.sampling.seed : next_seed_;
   RETURN_IF_ERROR(
       scheduler_->AddRequest(request_id, std::move(prompt), std::move(params)).status());
-  if (!seeded) ++next_seed_;
+  // An unseeded request reserves one counter seed per choice, so no two
+  // choices of any requests share a seed.
+  if (!seeded) next_seed_ += static_cast<uint64_t>(num_choices);
   request_seeds_[request_id] = seed;
   return absl::OkStatus();
 }
 
+LlmEngine::SeqState LlmEngine::NewState(const Sequence& seq, int index, uint64_t seed) const {
+  const SamplingParams& p = seq.group().params().sampling;
+  SeqState s;
+  s.request_id = seq.request_id();
+  s.index = index;
+  s.seed = seed;
+  // The stop checker counts outputs from its creation: a sequence gets its
+  // state before its first sampled token, so the counts agree.
+  s.stop = std::make_unique<StopChecker>(p, text_.stop_token_ids, seq.num_prompt_tokens(),
+                                         scheduler_->config().max_sequence_len());
+  s.detok = std::make_unique<IncrementalDetokenizer>(*text_.tokenizer, config_.skip_special_tokens);
+  return s;
+}
+
 LlmEngine::SeqState& LlmEngine::StateFor(const Sequence& seq) {
-  auto [it, inserted] = seqs_.try_emplace(seq.seq_id());
-  if (inserted) {
-    SeqState& s = it->second;
-    const SamplingParams& p = seq.group().params().sampling;
-    s.request_id = seq.request_id();
-    const auto seed = request_seeds_.find(s.request_id);
-    s.seed = seed != request_seeds_.end() ? seed->second : config_.seed;
-    // The stop checker counts outputs from its creation: a sequence gets its
-    // state before its first sampled token, so the counts agree.
-    s.stop = std::make_unique<StopChecker>(p, text_.stop_token_ids, seq.num_prompt_tokens(),
-                                           scheduler_->config().max_sequence_len());
-    s.detok =
-        std::make_unique<IncrementalDetokenizer>(*text_.tokenizer, config_.skip_special_tokens);
+  auto it = seqs_.find(seq.seq_id());
+  if (it != seqs_.end()) return it->second;
+  // First sample of a request's first sequence (fork children are
+  // registered by FinishOutputs before they can be sampled).
+  const auto seed = request_seeds_.find(seq.request_id());
+  SeqState s = NewState(seq, 0, seed != request_seeds_.end() ? seed->second : config_.seed);
+  s.fork_pending = seq.group().params().sampling.n > 1 && seq.group().sequences().size() == 1;
+  return seqs_.emplace(seq.seq_id(), std::move(s)).first->second;
+}
+
+RequestOutput LlmEngine::Emit(SeqState& state, int32_t token, FinishReason& decision) {
+  std::string delta = state.detok->Append(token);
+  StopDecision d = state.stop->Append(token, delta);
+  if (d.reason == FinishReason::kLength) {
+    // Finished without a stop string: release a cut UTF-8 tail too.
+    d.text += state.detok->Flush();
   }
-  return it->second;
+  decision = d.reason;
+  RequestOutput ro;
+  ro.request_id = state.request_id;
+  ro.index = state.index;
+  ro.new_token_ids.push_back(token);
+  ro.text = std::move(d.text);
+  return ro;
 }
 
 void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, StepOutput& step_out,
-                               std::vector<RequestOutput>& outputs) {
+                               std::vector<RequestOutput>& outputs, StepRecord& record) {
   const int vocab = model_.config().vocab_size;
   std::vector<const Sequence*> sampled;
   std::vector<SamplingRow> rows;
@@ -106,29 +132,100 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
     sampled.push_back(seq);
     if (seq == nullptr) continue;  // cannot happen in a synchronous step; be safe
     const SeqState& state = StateFor(*seq);
+    if (state.deferred_finish != FinishReason::kNone) continue;  // closed, not sampled
     std::span<const int32_t> prompt(seq->token_ids().data(), seq->num_prompt_tokens());
-    rows.push_back(SamplingRow{ModelRunner::Row(out, row, vocab), &seq->group().params().sampling,
-                               prompt, seq->output_token_ids(), state.seed});
+    // A fork step draws one token per choice from the same logits row.
+    const int draws = state.fork_pending ? seq->group().params().sampling.n : 1;
+    for (int i = 0; i < draws; ++i) {
+      rows.push_back(SamplingRow{ModelRunner::Row(out, row, vocab),
+                                 &seq->group().params().sampling, prompt,
+                                 seq->output_token_ids(), state.seed + static_cast<uint64_t>(i)});
+    }
   }
   std::vector<SampleResult> results;
   sampler_.SampleBatch(rows, &results);
   size_t r = 0;
   for (const Sequence* seq : sampled) {
     if (seq == nullptr) continue;
-    const int32_t token = results[r++].token;
     SeqState& state = seqs_.at(seq->seq_id());
-    std::string delta = state.detok->Append(token);
-    StopDecision decision = state.stop->Append(token, delta);
-    if (decision.reason == FinishReason::kLength) {
-      // Finished without a stop string: release a cut UTF-8 tail too.
-      decision.text += state.detok->Flush();
+    if (state.deferred_finish != FinishReason::kNone) {
+      step_out.outputs.push_back(SequenceOutput{seq->seq_id(), 0, FinishReason::kAbort, {}});
+      record.closed.push_back(seq);
+      continue;
     }
-    step_out.outputs.push_back(SequenceOutput{seq->seq_id(), token, decision.reason, {}});
-    RequestOutput ro;
-    ro.request_id = seq->request_id();
-    ro.new_token_ids.push_back(token);
-    ro.text = std::move(decision.text);
-    outputs.push_back(std::move(ro));
+    SequenceOutput so{seq->seq_id(), results[r++].token, FinishReason::kNone, {}};
+    outputs.push_back(Emit(state, so.token_id, so.finish));
+    record.output_seqs.push_back(seq);
+    if (state.fork_pending) {
+      state.fork_pending = false;
+      ForkRecord fork;
+      fork.group = &seq->group();
+      const int n = seq->group().params().sampling.n;
+      for (int i = 1; i < n; ++i) {
+        const int32_t token = results[r++].token;
+        fork.children.push_back(NewState(*seq, i, state.seed + static_cast<uint64_t>(i)));
+        FinishReason decision = FinishReason::kNone;
+        fork.output_rows.push_back(outputs.size());
+        outputs.push_back(Emit(fork.children.back(), token, decision));
+        record.output_seqs.push_back(nullptr);
+        fork.children.back().deferred_finish = decision;  // settled in FinishOutputs
+        so.fork_tokens.push_back(token);
+      }
+      record.forks.push_back(std::move(fork));
+    }
+    step_out.outputs.push_back(std::move(so));
+  }
+}
+
+void LlmEngine::FinishOutputs(StepRecord& record,
+                              const std::vector<std::unique_ptr<SequenceGroup>>& finished,
+                              std::vector<RequestOutput>& outputs) {
+  // Fork children: the scheduler appended them to the group in fork order.
+  absl::flat_hash_map<const Sequence*, FinishReason> decided;
+  for (ForkRecord& fork : record.forks) {
+    const auto& seqs = fork.group->sequences();
+    for (size_t i = 0; i < fork.children.size() && i + 1 < seqs.size(); ++i) {
+      const Sequence* child = seqs[i + 1].get();
+      SeqState& state = fork.children[i];
+      record.output_seqs[fork.output_rows[i]] = child;
+      // The StopChecker's reason wins, as the scheduler's would for a
+      // sampled token (it checks length only after the requested reason).
+      if (state.deferred_finish != FinishReason::kNone) decided[child] = state.deferred_finish;
+      if (child->is_finished()) continue;  // ended by the scheduler (length)
+      seqs_.emplace(child->seq_id(), std::move(state));
+    }
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Sequence* seq = record.output_seqs[i];
+    if (seq == nullptr) continue;
+    const auto d = decided.find(seq);
+    if (d != decided.end()) {
+      outputs[i].finish_reason = d->second;
+    } else if (seq->is_finished()) {
+      outputs[i].finish_reason = seq->finish_reason();
+    }
+  }
+  // The request-level flag goes on each finished request's last output.
+  for (const auto& group : finished) {
+    const int64_t id = group->request_id();
+    auto last = std::find_if(outputs.rbegin(), outputs.rend(),
+                             [id](const RequestOutput& o) { return o.request_id == id; });
+    if (last != outputs.rend()) {
+      last->finished = true;
+      continue;
+    }
+    // Only closures of choices already reported finished ran this step.
+    for (const Sequence* seq : record.closed) {
+      if (seq->request_id() != id) continue;
+      const SeqState& state = seqs_.at(seq->seq_id());
+      RequestOutput ro;
+      ro.request_id = id;
+      ro.index = state.index;
+      ro.finished = true;
+      ro.finish_reason = state.deferred_finish;
+      outputs.push_back(std::move(ro));
+      break;
+    }
   }
 }
 
@@ -155,22 +252,11 @@ absl::StatusOr<std::vector<RequestOutput>> LlmEngine::Step() {
     return run;
   }
   StepOutput step_out;
-  SampleAndCheck(plan, forward_out_, step_out, outputs);
+  StepRecord record;
+  SampleAndCheck(plan, forward_out_, step_out, outputs, record);
   ASSIGN_OR_RETURN(auto finished, scheduler_->Update(step_out));
-  absl::flat_hash_map<int64_t, FinishReason> done;
-  for (const auto& group : finished) {
-    // n = 1: the request's reason is its sequence's.
-    FinishReason reason = FinishReason::kNone;
-    for (const auto& seq : group->sequences()) reason = seq->finish_reason();
-    done[group->request_id()] = reason;
-    ForgetGroup(*group);
-  }
-  for (RequestOutput& o : outputs) {
-    const auto it = done.find(o.request_id);
-    if (it == done.end()) continue;
-    o.finished = true;
-    o.finish_reason = it->second;
-  }
+  FinishOutputs(record, finished, outputs);
+  for (const auto& group : finished) ForgetGroup(*group);
   return outputs;
 }
 

@@ -10,8 +10,20 @@
 // batch (the sampler is counter-based; preemption replays the same draws).
 // The StopChecker decides stop / length and the text to stream; the
 // scheduler also enforces max_tokens and the context limit.
-// One sequence per request for now (n = 1); the code keys state by
-// sequence id so forks can be added without reshaping it.
+// Parallel sampling (SamplingParams::n > 1): the request starts as one
+// sequence, so the prompt is prefilled once. At its first sampled step the
+// engine draws n tokens from that one logits row (choice i with seed + i),
+// keeps the first and hands the other n - 1 to the scheduler as fork_tokens:
+// each becomes a child sharing the prompt's blocks copy-on-write. From then
+// on each choice is an ordinary sequence with its own seed, StopChecker and
+// detokenizer, so choice i draws exactly what an n = 1 request seeded with
+// seed + i draws (unseeded requests reserve n consecutive counter seeds).
+// Forking at the sample, not before the first step, is what the scheduler
+// makes clean: a Fork() of a waiting sequence has no blocks to share, so
+// each child would prefill the prompt again. The one cost: a fork token
+// carries no finish decision, so a choice whose first token stops it is
+// reported finished at once but closed in the scheduler (kAbort, its token
+// dropped) at its next scheduled step.
 // Thread-safety: not thread-safe; one thread (the engine thread) calls
 // everything. The Model and ModelText passed to Create must outlive it
 // unless it owns them (the LoadedModel overload).
@@ -48,12 +60,22 @@ struct EngineConfig {
   bool skip_special_tokens = true;
 };
 
-// What one request produced in one step.
+// What one choice of a request produced in one step. A step yields at most
+// one output per choice; outputs of one request keep choice creation order.
 struct RequestOutput {
   int64_t request_id = 0;
+  // The choice (OpenAI choices[index]): 0 .. SamplingParams::n - 1; 0 for n = 1.
+  int index = 0;
   std::vector<int32_t> new_token_ids;  // sampled this step (a stop token included)
   std::string text;                    // text delta safe to stream now
+  // The whole request is done (every choice finished). Set only on the
+  // request's LAST output of the step, so a consumer may close the stream on
+  // it. If a request ends in a step where none of its choices sampled (a
+  // choice stopped at its first token is closed a step later), that closing
+  // output has no tokens and no text.
   bool finished = false;
+  // This choice's reason once it has finished (kNone while it runs); set on
+  // every output of a finished choice. For n = 1 it is the request's reason.
   FinishReason finish_reason = FinishReason::kNone;
 };
 
@@ -84,16 +106,17 @@ class LlmEngine {
   LlmEngine(const LlmEngine&) = delete;
   LlmEngine& operator=(const LlmEngine&) = delete;
 
-  // Queues a request. InvalidArgument for sampling params that fail
+  // Queues a request (params.n choices). InvalidArgument for sampling params that fail
   // Validate or token ids outside the vocabulary; the scheduler's errors
   // (empty prompt, too long, duplicate id, ...) pass through.
   absl::Status AddRequest(int64_t request_id, std::vector<int32_t> prompt,
                           const SamplingParams& params);
   absl::Status AddRequest(int64_t request_id, std::vector<int32_t> prompt, RequestParams params);
 
-  // One engine iteration. Returns one entry per request that sampled a token
-  // this step (requests only part-way through a chunked prefill produce
-  // nothing). Empty when nothing is runnable. If the forward pass fails, its
+  // One engine iteration. Returns one entry per choice that sampled a token
+  // this step, n entries at a request's first sample (requests only part-way
+  // through a chunked prefill produce nothing; see RequestOutput for the
+  // token-less closing entry). Empty when nothing is runnable. If the forward pass fails, its
   // error is returned and every request of that step is aborted (blocks
   // freed, no output) so that the engine stays usable for the others.
   absl::StatusOr<std::vector<RequestOutput>> Step();
@@ -111,7 +134,13 @@ class LlmEngine {
   // Sampler, stop and detokenizer state of one live sequence.
   struct SeqState {
     int64_t request_id = 0;
+    int index = 0;  // choice index
     uint64_t seed = 0;
+    // n > 1 parent before its first sample: that sample creates the forks.
+    bool fork_pending = false;
+    // The StopChecker finished this choice at a fork token, which the
+    // scheduler cannot be told at once: the next sample closes it (kAbort).
+    FinishReason deferred_finish = FinishReason::kNone;
     std::unique_ptr<StopChecker> stop;
     std::unique_ptr<IncrementalDetokenizer> detok;
   };
@@ -119,11 +148,33 @@ class LlmEngine {
   LlmEngine(Model& model, const ModelText& text, const EngineConfig& config,
             std::unique_ptr<Scheduler> scheduler, std::unique_ptr<KvCache> cache);
 
+  // Children of one parent's fork step, bound to their sequence ids after
+  // Scheduler::Update creates them (group->sequences()[1..n-1]).
+  struct ForkRecord {
+    const SequenceGroup* group = nullptr;
+    std::vector<SeqState> children;  // choice 1..n-1
+    std::vector<size_t> output_rows;  // their entries in the step's outputs
+  };
+  // Bookkeeping of one step between sampling and Update.
+  struct StepRecord {
+    std::vector<const Sequence*> output_seqs;  // per output; null for fork children
+    std::vector<ForkRecord> forks;
+    std::vector<const Sequence*> closed;  // deferred finishes sent this step
+  };
+
   SeqState& StateFor(const Sequence& seq);
+  SeqState NewState(const Sequence& seq, int index, uint64_t seed) const;
   // Samples every sampled sequence of the plan from out's logits rows and
-  // fills the StepOutput and per-request outputs (in plan order).
+  // fills the StepOutput and per-choice outputs (in plan order).
   void SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, StepOutput& step_out,
-                      std::vector<RequestOutput>& outputs);
+                      std::vector<RequestOutput>& outputs, StepRecord& record);
+  // Feeds one sampled token to a choice's detokenizer and StopChecker.
+  RequestOutput Emit(SeqState& state, int32_t token, FinishReason& decision);
+  // After Update: registers fork children and fills each output's finish
+  // reason and the request-level finished flag.
+  void FinishOutputs(StepRecord& record,
+                     const std::vector<std::unique_ptr<SequenceGroup>>& finished,
+                     std::vector<RequestOutput>& outputs);
   void ForgetGroup(const SequenceGroup& group);
 
   std::unique_ptr<Backend> owned_backend_;  // destroyed last

@@ -85,6 +85,9 @@ absl::Status SamplingParams::Validate(int vocab_size) const {
                              kMaxRepetitionPenalty, /*lo_open=*/true));
   RETURN_IF_ERROR(CheckFloat("presence_penalty", presence_penalty, -2.0f, 2.0f));
   RETURN_IF_ERROR(CheckFloat("frequency_penalty", frequency_penalty, -2.0f, 2.0f));
+  if (n < 1 || n > kMaxN) {
+    return Invalid("n", absl::StrCat("must be in [1, ", kMaxN, "], got ", n));
+  }
   if (max_tokens < 1) {
     return Invalid("max_tokens", absl::StrCat("must be at least 1, got ", max_tokens));
   }

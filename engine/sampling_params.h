@@ -34,6 +34,7 @@ struct SamplingParams {
   static constexpr int kMaxStopTokenIds = 1024;
   static constexpr float kMaxTemperature = 100.0f;
   static constexpr float kMaxRepetitionPenalty = 10.0f;
+  static constexpr int kMaxN = 16;
   // Temperatures below this are greedy, as in vLLM (_SAMPLING_EPS).
   static constexpr float kGreedyEpsilon = 1e-5f;
 
@@ -64,6 +65,10 @@ struct SamplingParams {
   std::vector<std::string> stop;        // non-empty UTF-8, <= 256 bytes, <= 16 of them
   bool include_stop_str_in_output = false;
   std::optional<uint64_t> seed;  // none: drawn at random once per sequence
+  // Parallel sampling (OpenAI `n`): choices generated from one prompt, which
+  // is prefilled once and shared copy-on-write; choice i draws with seed + i.
+  // [1, kMaxN].
+  int n = 1;
 
   bool greedy() const { return temperature < kGreedyEpsilon; }
   // InvalidArgument naming the field for NaN, Inf or out-of-range values,
