@@ -11,7 +11,7 @@ namespace {
 // A slice of one token's attention for one KV head: positions [begin, end)
 // of its context. Long contexts are cut into several slices (split-K, as in
 // flash-decoding) so that a decode step, with few (token, head) pairs, still
-// keeps every thread busy; slices are merged afterwards.
+// keeps every thread busy; slices are merged afterwards in a fixed order.
 struct Slice {
   int token;
   int kv_head;
@@ -27,8 +27,6 @@ struct Partial {
   float* max;
   float* sum;
 };
-
-constexpr int kMinSlice = 128;  // positions; shorter slices cost more to merge than they save
 
 // Calls fn(first_position, count, first_slot) for each run of positions in
 // [begin, end) that lies in one KV block (contiguous slots), so the inner
@@ -143,13 +141,14 @@ void MergeSlices(const std::vector<Partial>& partials, size_t first, size_t last
   }
 }
 
-// Slices per (token, kv head): one unless there are too few pairs to keep
-// the pool busy and the context is long enough to cut.
-int SlicesFor(int n_ctx, int64_t pairs, int threads) {
-  const int64_t wanted = (4 * threads + pairs - 1) / pairs;
-  const int most = std::max(1, n_ctx / kMinSlice);
-  return static_cast<int>(std::clamp<int64_t>(wanted, 1, most));
-}
+// Slices per (token, kv head), from the token's own context length only:
+// a token's attention is then computed the same way (same slices, same
+// summation order) whatever else shares the batch, so batched and alone
+// agree bit for bit. kSliceLen keeps decode steps parallel once the
+// context is long enough to matter.
+constexpr int kSliceLen = 256;
+
+int SlicesFor(int n_ctx) { return std::max(1, (n_ctx + kSliceLen - 1) / kSliceLen); }
 
 }  // namespace
 
@@ -158,7 +157,6 @@ void PagedAttention(const DeviceBatch& batch, const AttentionShape& shape, const
   const int group = shape.num_heads / shape.num_kv_heads;
   const int d = shape.head_dim;
   const int64_t q_stride = static_cast<int64_t>(shape.num_heads) * d;
-  const int64_t pairs = static_cast<int64_t>(batch.num_tokens) * shape.num_kv_heads;
   // Work list: slices in (token, kv head) order, so each pair's are adjacent.
   // Scratch is reused across calls; the references are what the workers use
   // (a thread_local named inside the lambda would be the worker's own).
@@ -174,7 +172,7 @@ void PagedAttention(const DeviceBatch& batch, const AttentionShape& shape, const
   }
   for (int t = 0; t < batch.num_tokens; ++t) {
     const int n_ctx = batch.positions[t] + 1;
-    const int pieces = SlicesFor(n_ctx, pairs, pool.num_threads());
+    const int pieces = SlicesFor(n_ctx);
     for (int h = 0; h < shape.num_kv_heads; ++h) {
       for (int p = 0; p < pieces; ++p) {
         slices.push_back({t, h, static_cast<int>(static_cast<int64_t>(n_ctx) * p / pieces),
