@@ -37,7 +37,8 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Tokens 100..vocab-1, fixed seed: the same sequence compare_llamacpp.py uses.
+// Tokens 100..vocab-1 from a fixed seed. compare_llamacpp.py draws its own
+// ids of the same length and range: content does not change a pass's cost.
 std::vector<int32_t> BenchPrompt(int n, int vocab) {
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> pick(100, vocab - 1);

@@ -18,6 +18,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "models/model_loader.h"
+#include "tests/engine/shared_default_model.h"
 #include "tests/test_paths.h"
 
 namespace alignserve {
@@ -25,21 +26,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-struct Shared {
-  CpuBackend backend;
-  std::unique_ptr<LoadedModel> loaded;
-};
-
-Shared& SharedModel() {
-  static Shared* shared = [] {
-    auto* s = new Shared;
-    auto loaded = LoadModel(testing::DefaultModelPath(), s->backend);
-    if (!loaded.ok()) FAIL("cannot load the default model: " << loaded.status());
-    s->loaded = std::move(*loaded);
-    return s;
-  }();
-  return *shared;
-}
+using testing::SharedModel;
 
 EngineConfig Config() {
   EngineConfig c;

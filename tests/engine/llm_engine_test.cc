@@ -15,27 +15,13 @@
 #include "engine/model_runner.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "models/model_loader.h"
+#include "tests/engine/shared_default_model.h"
 #include "tests/test_paths.h"
 
 namespace alignserve {
 namespace {
 
-// One model for the whole file: loading it per test case costs time.
-struct Shared {
-  CpuBackend backend;
-  std::unique_ptr<LoadedModel> loaded;
-};
-
-Shared& SharedModel() {
-  static Shared* shared = [] {
-    auto* s = new Shared;
-    auto loaded = LoadModel(testing::DefaultModelPath(), s->backend);
-    if (!loaded.ok()) FAIL("cannot load the default model: " << loaded.status());
-    s->loaded = std::move(*loaded);
-    return s;
-  }();
-  return *shared;
-}
+using testing::SharedModel;
 
 struct Request {
   int64_t id;
