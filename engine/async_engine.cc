@@ -144,6 +144,7 @@ void AsyncEngine::RunStep() {
     auto it = live_.find(o.request_id);
     if (it == live_.end()) continue;
     StreamEvent e;
+    e.index = o.index;
     e.token_ids = std::move(o.new_token_ids);
     e.text = std::move(o.text);
     e.finished = o.finished;

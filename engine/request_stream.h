@@ -32,9 +32,12 @@
 namespace alignserve {
 
 struct StreamEvent {
+  int index = 0;                   // the choice (0..n-1) these tokens belong to
   std::vector<int32_t> token_ids;  // sampled this step (usually one)
   std::string text;                // text delta safe to show now
+  // The whole request is done (every choice); set on its last event only.
   bool finished = false;
+  // Set on every event of a choice that has finished (kNone while it runs).
   FinishReason finish_reason = FinishReason::kNone;
   absl::Status status;  // not OK: the request failed; this is the last event
   // When the engine thread pushed it (for TTFT / inter-token figures that do

@@ -254,3 +254,53 @@ TEST_CASE("an out-of-vocabulary token fails that request alone; the next one suc
 
 }  // namespace
 }  // namespace alignserve
+
+namespace alignserve {
+namespace {
+
+TEST_CASE("the choices of an n = 3 request stream under their own index") {
+  SamplingParams params;
+  params.temperature = 1.0f;
+  params.seed = 77;
+  params.n = 3;
+  params.ignore_eos = true;
+  params.max_tokens = 6;
+  const std::vector<int32_t> prompt = Prompts(1)[0];
+
+  std::map<int, std::vector<int32_t>> expected;
+  {
+    auto sync = MakeEngine();
+    REQUIRE(sync->AddRequest(0, prompt, params).ok());
+    while (sync->HasUnfinished()) {
+      auto outs = sync->Step();
+      REQUIRE(outs.ok());
+      for (const RequestOutput& o : *outs) {
+        expected[o.index].insert(expected[o.index].end(), o.new_token_ids.begin(),
+                                 o.new_token_ids.end());
+      }
+    }
+  }
+  REQUIRE(expected.size() == 3);
+
+  auto async = MakeAsync();
+  auto stream = async->Submit(prompt, params);
+  REQUIRE(stream.ok());
+  std::map<int, std::vector<int32_t>> got;
+  std::map<int, FinishReason> reasons;
+  while (true) {
+    std::optional<StreamEvent> e = (*stream)->Next(milliseconds(10000));
+    REQUIRE(e.has_value());
+    REQUIRE(e->status.ok());
+    REQUIRE(e->index >= 0);
+    REQUIRE(e->index < 3);
+    got[e->index].insert(got[e->index].end(), e->token_ids.begin(), e->token_ids.end());
+    if (e->finish_reason != FinishReason::kNone) reasons[e->index] = e->finish_reason;
+    if (e->finished) break;
+  }
+  CHECK(got == expected);
+  CHECK(reasons.size() == 3);
+  for (const auto& [index, reason] : reasons) CHECK(reason == FinishReason::kLength);
+}
+
+}  // namespace
+}  // namespace alignserve
