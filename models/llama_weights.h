@@ -43,7 +43,8 @@ struct LlamaWeights {
 };
 
 // Reads and checks every tensor's presence, shape and type against config.
-// The source must outlive the weights (they may view its memory).
+// The weights may view the memory behind the source (a mapped file), which
+// must outlive them; the WeightSource object itself need not.
 absl::StatusOr<std::unique_ptr<LlamaWeights>> LoadLlamaWeights(const WeightSource& source,
                                                                const ModelConfig& config,
                                                                Backend& backend);

@@ -18,14 +18,23 @@ namespace {
 
 constexpr char kDefaultModelFile[] = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+// The forward pass over weights read from any source, whatever its format.
+absl::StatusOr<std::unique_ptr<Model>> BuildModel(const WeightSource& source,
+                                                  const ModelConfig& config, Backend& backend,
+                                                  const ModelOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<LlamaWeights> weights,
+                   LoadLlamaWeights(source, config, backend));
+  ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model,
+                   LlamaModel::Create(config, std::move(weights), backend,
+                                      options.max_model_len));
+  return std::unique_ptr<Model>(std::move(model));
+}
+
 absl::Status LoadGguf(LoadedModel& loaded, Backend& backend, const ModelOptions& options) {
   ASSIGN_OR_RETURN(loaded.gguf, GgufFile::Open(loaded.path));
   ASSIGN_OR_RETURN(ModelConfig config, ConfigFromGguf(*loaded.gguf));
-  std::unique_ptr<WeightSource> source = GgufWeightSource(*loaded.gguf);
-  ASSIGN_OR_RETURN(std::unique_ptr<LlamaWeights> weights,
-                   LoadLlamaWeights(*source, config, backend));
-  ASSIGN_OR_RETURN(loaded.model, LlamaModel::Create(config, std::move(weights), backend,
-                                                    options.max_model_len));
+  ASSIGN_OR_RETURN(loaded.model,
+                   BuildModel(*GgufWeightSource(*loaded.gguf), config, backend, options));
   if (options.load_text) {
     ASSIGN_OR_RETURN(loaded.text, LoadModelTextFromGguf(*loaded.gguf));
   }
@@ -37,11 +46,8 @@ absl::Status LoadHfFolder(LoadedModel& loaded, Backend& backend, const ModelOpti
   ASSIGN_OR_RETURN(nlohmann::json config_json, ReadJsonObjectFile(config_path));
   ASSIGN_OR_RETURN(ModelConfig config, ConfigFromHfJson(config_json, config_path));
   ASSIGN_OR_RETURN(loaded.safetensors, SafetensorsCheckpoint::Open(loaded.path));
-  std::unique_ptr<WeightSource> source = SafetensorsWeightSource(*loaded.safetensors);
-  ASSIGN_OR_RETURN(std::unique_ptr<LlamaWeights> weights,
-                   LoadLlamaWeights(*source, config, backend));
-  ASSIGN_OR_RETURN(loaded.model, LlamaModel::Create(config, std::move(weights), backend,
-                                                    options.max_model_len));
+  ASSIGN_OR_RETURN(loaded.model, BuildModel(*SafetensorsWeightSource(*loaded.safetensors),
+                                             config, backend, options));
   if (options.load_text) {
     ASSIGN_OR_RETURN(loaded.text, LoadModelTextFromFolder(loaded.path));
   }
