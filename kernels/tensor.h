@@ -46,15 +46,6 @@ struct Tensor {
   T* as() const {
     return static_cast<T*>(data);
   }
-  // A view of rows [begin, begin + count) of this tensor seen as a matrix.
-  Tensor RowSlice(int64_t begin, int64_t count) const {
-    Tensor t = *this;
-    t.rank = 2;
-    t.shape[0] = count;
-    t.shape[1] = cols();
-    t.data = static_cast<char*>(data) + begin * row_bytes();
-    return t;
-  }
   // The same memory as a [rows, cols] matrix.
   Tensor View2d(int64_t new_rows, int64_t new_cols) const {
     Tensor t = *this;

@@ -81,17 +81,4 @@ void RopeRow(float* x, int num_heads, int head_dim, int rotary_dim, const float*
   }
 }
 
-ALIGNSERVE_CLONES
-float Dot(const float* a, const float* b, int64_t n) {
-  float acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) acc[j] += a[i + j] * b[i + j];
-  }
-  float s = 0.0f;
-  for (int j = 0; j < kLanes; ++j) s += acc[j];
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 }  // namespace alignserve::cpu

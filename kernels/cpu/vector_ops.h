@@ -24,8 +24,6 @@ void AddRow(float* x, const float* y, int64_t n);
 // of each head rotate.
 void RopeRow(float* x, int num_heads, int head_dim, int rotary_dim, const float* cos,
              const float* sin, bool interleaved);
-// Sum of a[i] * b[i].
-float Dot(const float* a, const float* b, int64_t n);
 
 }  // namespace alignserve::cpu
 
