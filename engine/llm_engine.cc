@@ -11,9 +11,6 @@ namespace alignserve {
 
 absl::StatusOr<std::unique_ptr<LlmEngine>> LlmEngine::Create(Model& model, const ModelText& text,
                                                              const EngineConfig& config) {
-  if (text.tokenizer == nullptr) {
-    return absl::InvalidArgumentError("LlmEngine needs a model loaded with its tokenizer");
-  }
   EngineConfig cfg = config;
   cfg.scheduler.max_model_len = std::min(cfg.scheduler.max_model_len, model.max_model_len());
   RETURN_IF_ERROR(cfg.scheduler.Validate());
@@ -60,6 +57,11 @@ absl::Status LlmEngine::AddRequest(int64_t request_id, std::vector<int32_t> prom
                                    RequestParams params) {
   const int vocab = model_.config().vocab_size;
   RETURN_IF_ERROR(params.sampling.Validate(vocab));
+  if (text_.tokenizer == nullptr && !params.sampling.stop.empty()) {
+    return absl::InvalidArgumentError(
+        "stop strings need a tokenizer; this engine runs on token ids only "
+        "(the model was loaded without its tokenizer): use stop_token_ids");
+  }
   for (const int32_t t : prompt) {
     if (t < 0 || t >= vocab) {
       return absl::InvalidArgumentError(
@@ -89,7 +91,10 @@ LlmEngine::SeqState LlmEngine::NewState(const Sequence& seq, int index, uint64_t
   // state before its first sampled token, so the counts agree.
   s.stop = std::make_unique<StopChecker>(p, text_.stop_token_ids, seq.num_prompt_tokens(),
                                          scheduler_->config().max_sequence_len());
-  s.detok = std::make_unique<IncrementalDetokenizer>(*text_.tokenizer, config_.skip_special_tokens);
+  if (text_.tokenizer != nullptr) {
+    s.detok =
+        std::make_unique<IncrementalDetokenizer>(*text_.tokenizer, config_.skip_special_tokens);
+  }
   return s;
 }
 
@@ -105,9 +110,10 @@ LlmEngine::SeqState& LlmEngine::StateFor(const Sequence& seq) {
 }
 
 RequestOutput LlmEngine::Emit(SeqState& state, int32_t token, FinishReason& decision) {
-  std::string delta = state.detok->Append(token);
+  // Token-ids-only engines (no tokenizer) stream ids and no text.
+  std::string delta = state.detok ? state.detok->Append(token) : std::string();
   StopDecision d = state.stop->Append(token, delta);
-  if (d.reason == FinishReason::kLength) {
+  if (d.reason == FinishReason::kLength && state.detok) {
     // Finished without a stop string: release a cut UTF-8 tail too.
     d.text += state.detok->Flush();
   }
@@ -118,6 +124,25 @@ RequestOutput LlmEngine::Emit(SeqState& state, int32_t token, FinishReason& deci
   ro.new_token_ids.push_back(token);
   ro.text = std::move(d.text);
   return ro;
+}
+
+std::vector<uint8_t> LlmEngine::HostLogitsRows(const StepPlan& plan) {
+  std::vector<uint8_t> rows;
+  for (const ScheduledSequence& s : plan.seqs) {
+    if (!s.sample) continue;
+    const Sequence* seq = scheduler_->FindSequence(s.seq_id);
+    bool host = true;
+    if (seq != nullptr) {
+      const SeqState& state = StateFor(*seq);
+      // A closed choice samples nothing; a fork draws n tokens on the host.
+      host = state.deferred_finish == FinishReason::kNone &&
+             (state.fork_pending ||
+              !BatchSampler::ArgmaxSuffices(seq->group().params().sampling,
+                                            static_cast<int64_t>(seq->output_token_ids().size())));
+    }
+    rows.push_back(host ? 1 : 0);
+  }
+  return rows;
 }
 
 void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, StepOutput& step_out,
@@ -133,19 +158,21 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
     if (seq == nullptr) continue;  // cannot happen in a synchronous step; be safe
     const SeqState& state = StateFor(*seq);
     if (state.deferred_finish != FinishReason::kNone) continue;  // closed, not sampled
+    if (!out.has_logits[row]) continue;  // greedy: the device's argmax is the token
     std::span<const int32_t> prompt(seq->token_ids().data(), seq->num_prompt_tokens());
     // A fork step draws one token per choice from the same logits row.
     const int draws = state.fork_pending ? seq->group().params().sampling.n : 1;
     for (int i = 0; i < draws; ++i) {
-      rows.push_back(SamplingRow{ModelRunner::Row(out, row, vocab),
-                                 &seq->group().params().sampling, prompt,
-                                 seq->output_token_ids(), state.seed + static_cast<uint64_t>(i)});
+      rows.push_back(SamplingRow{ModelRunner::Row(out, row, vocab), &seq->group().params().sampling,
+                                 prompt, seq->output_token_ids(),
+                                 state.seed + static_cast<uint64_t>(i)});
     }
   }
   std::vector<SampleResult> results;
   sampler_.SampleBatch(rows, &results);
   size_t r = 0;
-  for (const Sequence* seq : sampled) {
+  for (size_t row = 0; row < sampled.size(); ++row) {
+    const Sequence* seq = sampled[row];
     if (seq == nullptr) continue;
     SeqState& state = seqs_.at(seq->seq_id());
     if (state.deferred_finish != FinishReason::kNone) {
@@ -153,7 +180,8 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
       record.closed.push_back(seq);
       continue;
     }
-    SequenceOutput so{seq->seq_id(), results[r++].token, FinishReason::kNone, {}};
+    const int32_t first = out.has_logits[row] ? results[r++].token : out.argmax[row];
+    SequenceOutput so{seq->seq_id(), first, FinishReason::kNone, {}};
     outputs.push_back(Emit(state, so.token_id, so.finish));
     record.output_seqs.push_back(seq);
     if (state.fork_pending) {
@@ -240,7 +268,9 @@ absl::StatusOr<std::vector<RequestOutput>> LlmEngine::Step() {
   if (plan.empty()) return outputs;
   ++num_steps_;
   num_preemptions_ += static_cast<int64_t>(plan.preempted.size());
-  const absl::Status run = runner_.Execute(plan, forward_out_);
+  const std::vector<uint8_t> host_rows = HostLogitsRows(plan);
+  const absl::Status run =
+      runner_.Execute(plan, ForwardOptions{.host_logits_rows = host_rows}, forward_out_);
   if (!run.ok()) {
     // Abandon the step: abort its requests (freeing their blocks) so the
     // engine stays usable, and close the plan.

@@ -92,7 +92,9 @@ struct EngineStats {
 class LlmEngine {
  public:
   // Borrows model and text (tokenizer, stop tokens); both must outlive the
-  // engine. InvalidArgument for a bad scheduler config; errors allocating the
+  // engine. A null text.tokenizer gives a token-ids-only engine (vLLM's
+  // skip_tokenizer_init): outputs carry ids and no text, and requests with
+  // stop strings are refused. InvalidArgument for a bad scheduler config; errors allocating the
   // KV cache pass through.
   static absl::StatusOr<std::unique_ptr<LlmEngine>> Create(Model& model, const ModelText& text,
                                                            const EngineConfig& config);
@@ -125,6 +127,7 @@ class LlmEngine {
   // unknown or finished request.
   absl::Status Abort(int64_t request_id);
 
+  int vocab_size() const { return model_.config().vocab_size; }
   bool HasUnfinished() const { return scheduler_->num_unfinished_requests() > 0; }
   EngineStats stats() const;
   const Scheduler& scheduler() const { return *scheduler_; }
@@ -152,7 +155,7 @@ class LlmEngine {
   // Scheduler::Update creates them (group->sequences()[1..n-1]).
   struct ForkRecord {
     const SequenceGroup* group = nullptr;
-    std::vector<SeqState> children;  // choice 1..n-1
+    std::vector<SeqState> children;   // choice 1..n-1
     std::vector<size_t> output_rows;  // their entries in the step's outputs
   };
   // Bookkeeping of one step between sampling and Update.
@@ -168,6 +171,9 @@ class LlmEngine {
   // fills the StepOutput and per-choice outputs (in plan order).
   void SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, StepOutput& step_out,
                       std::vector<RequestOutput>& outputs, StepRecord& record);
+  // Per sampled entry of the plan: 1 if the host needs the whole logits row,
+  // 0 if the device's argmax is the token (BatchSampler::ArgmaxSuffices).
+  std::vector<uint8_t> HostLogitsRows(const StepPlan& plan);
   // Feeds one sampled token to a choice's detokenizer and StopChecker.
   RequestOutput Emit(SeqState& state, int32_t token, FinishReason& decision);
   // After Update: registers fork children and fills each output's finish

@@ -146,8 +146,7 @@ void MaskTokens(std::span<float> logits, std::span<const int32_t> ids) {
 }
 
 void ApplyRepetitionPenalty(std::span<float> logits, std::span<const int32_t> prompt,
-                            std::span<const int32_t> output, float penalty,
-                            TokenCounts& scratch) {
+                            std::span<const int32_t> output, float penalty, TokenCounts& scratch) {
   if (penalty == 1.0f) return;
   scratch.Count(static_cast<int>(logits.size()), prompt, output);
   for (int32_t id : scratch.distinct()) {

@@ -49,8 +49,7 @@ void MaskTokens(std::span<float> logits, std::span<const int32_t> ids);
 // HF RepetitionPenaltyLogitsProcessor over the distinct tokens of
 // prompt + output: logit > 0 -> logit / penalty, else logit * penalty.
 void ApplyRepetitionPenalty(std::span<float> logits, std::span<const int32_t> prompt,
-                            std::span<const int32_t> output, float penalty,
-                            TokenCounts& scratch);
+                            std::span<const int32_t> output, float penalty, TokenCounts& scratch);
 
 // OpenAI's formula over output tokens only:
 // logit[t] -= frequency * count(t) + presence * (count(t) > 0).

@@ -30,9 +30,9 @@ void TopLogprobs(std::span<const float> row, double log_norm, int n,
       if (!(x > window.back().logprob)) continue;
       window.pop_back();
     }
-    auto pos = std::upper_bound(
-        window.begin(), window.end(), x,
-        [](float value, const TokenLogprob& e) { return value > e.logprob; });
+    auto pos =
+        std::upper_bound(window.begin(), window.end(), x,
+                         [](float value, const TokenLogprob& e) { return value > e.logprob; });
     window.insert(pos, {static_cast<int32_t>(i), x});
   }
   for (TokenLogprob& e : window) e.logprob = static_cast<float>(e.logprob - log_norm);

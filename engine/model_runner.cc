@@ -31,9 +31,12 @@ absl::Status ModelRunner::CheckBlocks(const StepPlan& plan) const {
   return absl::OkStatus();
 }
 
-absl::Status ModelRunner::Execute(const StepPlan& plan, ForwardOutput& out, bool want_hidden) {
+absl::Status ModelRunner::Execute(const StepPlan& plan, const ForwardOptions& options,
+                                  ForwardOutput& out) {
   out.num_rows = 0;
   out.logits.clear();
+  out.has_logits.clear();
+  out.argmax.clear();
   out.hidden.clear();
   if (plan.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(CheckBlocks(plan));
@@ -43,7 +46,7 @@ absl::Status ModelRunner::Execute(const StepPlan& plan, ForwardOutput& out, bool
     RETURN_IF_ERROR(model_.backend().CopyBlocks(plan.block_copies, cache_));
   }
   const BatchLayout layout = plan.ToBatchLayout();
-  RETURN_IF_ERROR(model_.Forward(layout, cache_, want_hidden, out));
+  RETURN_IF_ERROR(model_.Forward(layout, cache_, options, out));
   if (out.num_rows != plan.num_sampled()) {
     return absl::InternalError(absl::StrCat("forward returned ", out.num_rows, " rows for ",
                                             plan.num_sampled(), " sampled sequences"));

@@ -33,7 +33,11 @@ class ModelRunner {
   // want_hidden). An empty plan gives zero rows without touching the model.
   // InvalidArgument when a plan's block id lies outside the cache; errors of
   // the backend pass through.
-  absl::Status Execute(const StepPlan& plan, ForwardOutput& out, bool want_hidden = false);
+  absl::Status Execute(const StepPlan& plan, ForwardOutput& out, bool want_hidden = false) {
+    return Execute(plan, ForwardOptions{.want_hidden = want_hidden}, out);
+  }
+  // options.host_logits_rows follows the plan's sampled entries.
+  absl::Status Execute(const StepPlan& plan, const ForwardOptions& options, ForwardOutput& out);
 
   // The logits row of the i-th sampled sequence of the last Execute.
   static std::span<const float> Row(const ForwardOutput& out, int i, int vocab_size);

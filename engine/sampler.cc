@@ -51,9 +51,9 @@ uint64_t ResolveSeed(const SamplingParams& params) {
 }
 
 double UniformForStep(uint64_t seed, uint64_t step) {
-  const std::array<uint32_t, 4> r = Philox4x32(
-      {static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32), 0u, 0u},
-      {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
+  const std::array<uint32_t, 4> r =
+      Philox4x32({static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32), 0u, 0u},
+                 {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
   const uint64_t bits = ((uint64_t{r[0]} << 32) | r[1]) >> 11;  // 53 bits
   return static_cast<double>(bits) * 0x1.0p-53;
 }
@@ -71,8 +71,13 @@ int32_t Argmax(std::span<const float> logits) {
 BatchSampler::BatchSampler(std::vector<int32_t> eos_token_ids)
     : eos_token_ids_(std::move(eos_token_ids)) {}
 
-void BatchSampler::SampleBatch(std::span<const SamplingRow> rows,
-                               std::vector<SampleResult>* out) {
+bool BatchSampler::ArgmaxSuffices(const SamplingParams& p, int64_t num_output_tokens) {
+  return p.greedy() && !p.logprobs && p.logit_bias.empty() && p.repetition_penalty == 1.0f &&
+         p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f &&
+         num_output_tokens >= p.min_tokens;
+}
+
+void BatchSampler::SampleBatch(std::span<const SamplingRow> rows, std::vector<SampleResult>* out) {
   out->resize(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) SampleOne(rows[i], &(*out)[i]);
 }
@@ -86,8 +91,8 @@ std::span<const float> BatchSampler::Adjust(const SamplingRow& row) {
       mask_ids_.insert(mask_ids_.end(), eos_token_ids_.begin(), eos_token_ids_.end());
     }
   }
-  const bool penalties = p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
-                         p.frequency_penalty != 0.0f;
+  const bool penalties =
+      p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
   if (p.logit_bias.empty() && mask_ids_.empty() && !penalties) return row.logits;
   work_.assign(row.logits.begin(), row.logits.end());
   std::span<float> x(work_);
@@ -126,7 +131,8 @@ double BatchSampler::Truncate(std::span<const float> x, const SamplingParams& p)
     if (p.top_p < 1.0f) {
       double before = 0.0;
       size_t keep = 0;
-      while (keep < candidates_.size() && before < p.top_p * total) before += candidates_[keep++].weight;
+      while (keep < candidates_.size() && before < p.top_p * total)
+        before += candidates_[keep++].weight;
       candidates_.resize(keep);
       total = before;
     }
@@ -154,8 +160,7 @@ double BatchSampler::Truncate(std::span<const float> x, const SamplingParams& p)
   return total;
 }
 
-void BatchSampler::SelectTopK(std::span<const float> x, int k, float max_logit,
-                              float temperature) {
+void BatchSampler::SelectTopK(std::span<const float> x, int k, float max_logit, float temperature) {
   // The k-th largest logit: a bounded min-heap in one pass (most entries fail
   // one comparison), or nth_element when k is a large share of the row.
   float kth;
@@ -180,7 +185,8 @@ void BatchSampler::SelectTopK(std::span<const float> x, int k, float max_logit,
   // Every logit >= the k-th survives, ties included (HF TopKLogitsWarper).
   for (size_t i = 0; i < x.size(); ++i) {
     if (x[i] >= kth) {
-      candidates_.push_back({static_cast<int32_t>(i), x[i], std::exp((x[i] - max_logit) / temperature)});
+      candidates_.push_back(
+          {static_cast<int32_t>(i), x[i], std::exp((x[i] - max_logit) / temperature)});
     }
   }
   std::sort(candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) {
@@ -207,7 +213,8 @@ double BatchSampler::SelectNucleus(std::span<const float> x, float top_p, float 
     }
     if (mass >= target || threshold == 0.0f) break;
   }
-  if (candidates_.size() > kMaxSortedNucleus) return CutNucleusByBuckets(target, max_logit, temperature);
+  if (candidates_.size() > kMaxSortedNucleus)
+    return CutNucleusByBuckets(target, max_logit, temperature);
   std::sort(candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) {
     return ByLogitThenId(a.id, a.logit, b.id, b.logit);
   });

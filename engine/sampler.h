@@ -64,6 +64,11 @@ class BatchSampler {
   // One call per engine step; (*out)[i] is rows[i]'s token. Rows are
   // independent: a row's result depends only on that row.
   void SampleBatch(std::span<const SamplingRow> rows, std::vector<SampleResult>* out);
+  // True when this row's choice is exactly the argmax of its raw logits
+  // (lowest id on ties): greedy, no logprobs, and nothing that changes the
+  // logits at this step (no bias, penalties or min_tokens mask). Such a row
+  // can be sampled on the device: only the id need reach the host.
+  static bool ArgmaxSuffices(const SamplingParams& p, int64_t num_output_tokens);
   void SampleOne(const SamplingRow& row, SampleResult* out);
 
   // The distribution a non-greedy row draws from: surviving tokens with
@@ -98,14 +103,14 @@ class BatchSampler {
 
   std::vector<int32_t> eos_token_ids_;
   // Scratch, grown once to the vocabulary and reused every row.
-  std::vector<float> work_;     // [vocab] adjusted logits
-  std::vector<float> weights_;  // [vocab] exp((x - max) / T), untruncated and top-p paths
+  std::vector<float> work_;         // [vocab] adjusted logits
+  std::vector<float> weights_;      // [vocab] exp((x - max) / T), untruncated and top-p paths
   std::vector<double> block_sums_;  // [vocab / kExpBlock] sums of weights_ blocks
-  std::vector<float> heap_;     // [top_k] min-heap of the k largest logits
+  std::vector<float> heap_;         // [top_k] min-heap of the k largest logits
   std::vector<Candidate> candidates_;
-  std::vector<Candidate> tail_;        // the top-p crossing bucket
-  std::vector<double> bucket_mass_;    // [kNumBuckets]
-  std::vector<uint16_t> bucket_of_;    // [candidates]
+  std::vector<Candidate> tail_;      // the top-p crossing bucket
+  std::vector<double> bucket_mass_;  // [kNumBuckets]
+  std::vector<uint16_t> bucket_of_;  // [candidates]
   std::vector<int32_t> mask_ids_;
   bool all_tokens_ = false;
   TokenCounts counts_;

@@ -52,8 +52,8 @@ class StopChecker {
  public:
   // params: validated. eos_token_ids: the model's end tokens.
   // prompt_len + generated tokens may not exceed max_model_len.
-  StopChecker(const SamplingParams& params, std::vector<int32_t> eos_token_ids,
-              int32_t prompt_len, int32_t max_model_len);
+  StopChecker(const SamplingParams& params, std::vector<int32_t> eos_token_ids, int32_t prompt_len,
+              int32_t max_model_len);
 
   // One generated token and its text delta. After a finishing decision,
   // further calls return {reason, ""}.
@@ -87,7 +87,7 @@ class StopChecker {
   std::optional<int32_t> stop_token_;
   std::optional<std::string> stop_string_;
   size_t max_stop_bytes_ = 1;  // longest stop string (1 when none)
-  std::string pending_;  // received, not yet released
+  std::string pending_;        // received, not yet released
   std::string output_text_;
 };
 

@@ -5,12 +5,16 @@
 
 namespace alignserve {
 
+absl::StatusOr<DeviceMemoryInfo> Backend::MemoryInfo() const {
+  return absl::UnimplementedError(
+      absl::StrCat("the ", std::string(name()), " backend has no device memory of its own"));
+}
+
 absl::StatusOr<DeviceTensor> Backend::UploadWeight(const Tensor& host) {
   if (!SupportsWeightType(host.dtype)) {
     return absl::UnimplementedError(absl::StrCat("the ", std::string(name()),
                                                  " backend cannot multiply ",
-                                                 std::string(DTypeName(host.dtype)),
-                                                 " weights"));
+                                                 std::string(DTypeName(host.dtype)), " weights"));
   }
   DeviceTensor out;
   out.tensor = host;

@@ -50,9 +50,7 @@ struct KvCacheSpec {
   size_t bytes_per_block_per_layer() const {
     return static_cast<size_t>(block_size) * num_kv_heads * head_dim * Info(dtype).block_bytes;
   }
-  size_t total_bytes() const {
-    return 2 * bytes_per_block_per_layer() * num_blocks * num_layers;
-  }
+  size_t total_bytes() const { return 2 * bytes_per_block_per_layer() * num_blocks * num_layers; }
 };
 
 // The KV memory of one model; block ids index into every layer alike.
@@ -87,6 +85,12 @@ struct DeviceTensor {
   std::unique_ptr<DeviceBuffer> buffer;
 };
 
+// A device's memory, as its driver reports it (all processes counted).
+struct DeviceMemoryInfo {
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+};
+
 struct BlockCopy {
   int32_t src;
   int32_t dst;
@@ -106,6 +110,10 @@ class Backend {
   virtual absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
   virtual absl::Status CopyToHost(void* dst, const void* src, size_t bytes) = 0;
   virtual absl::Status Synchronize() = 0;
+  // The device's free and total memory, for sizing the KV cache from what
+  // the weights and a profiled step leave. Unimplemented on backends whose
+  // memory is the host's (the CPU): those size the cache by a byte budget.
+  virtual absl::StatusOr<DeviceMemoryInfo> MemoryInfo() const;
   // True if the backend can use `dtype` weights directly in MatMul.
   virtual bool SupportsWeightType(DType dtype) const = 0;
   virtual absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(const KvCacheSpec& spec) = 0;
@@ -148,6 +156,10 @@ class Backend {
   virtual absl::Status GatherRows(const DeviceBatch& batch, const Tensor& x, Tensor& out) = 0;
   // Copies whole blocks (every layer, K and V) for copy-on-write.
   virtual absl::Status CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) = 0;
+  // ids[r] = the column of row r's largest value, the lowest on ties (NaN
+  // never wins; a row of NaN gives 0), for logits f32 [rows, vocab] and ids
+  // I32 [rows]. Greedy rows need only this on the host, not the whole row.
+  virtual absl::Status ArgMax(const Tensor& logits, Tensor& ids) = 0;
 };
 
 }  // namespace alignserve

@@ -1,6 +1,8 @@
 #include "models/llama_model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/status_macros.h"
@@ -17,8 +19,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
     const ModelConfig& config, std::unique_ptr<LlamaWeights> weights, Backend& backend,
     int max_model_len) {
   auto model = std::unique_ptr<LlamaModel>(new LlamaModel(config, std::move(weights), backend));
-  model->max_model_len_ =
-      max_model_len > 0 ? max_model_len : config.max_position_embeddings;
+  model->max_model_len_ = max_model_len > 0 ? max_model_len : config.max_position_embeddings;
   ASSIGN_OR_RETURN(model->rope_,
                    RopeTableStorage::Build(backend, config.rope, model->max_model_len_,
                                            model->weights_->rope_freq_divisors));
@@ -39,28 +40,42 @@ absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::AllocateKvCache(int num_blo
 
 absl::Status LlamaModel::EnsureScratch(int64_t tokens, int64_t logits_rows) {
   Scratch& s = scratch_;
-  const int64_t rows = std::max(tokens, logits_rows);
-  if (rows <= s.capacity_tokens) return absl::OkStatus();
+  tokens = std::max<int64_t>(tokens, 1);
+  logits_rows = std::max<int64_t>(logits_rows, 1);
+  if (tokens <= s.capacity_tokens && logits_rows <= s.capacity_rows) return absl::OkStatus();
+  tokens = std::max(tokens, s.capacity_tokens);
+  logits_rows = std::max(logits_rows, s.capacity_rows);
   const ModelConfig& c = config_;
   const int64_t q_dim = static_cast<int64_t>(c.num_heads) * c.head_dim;
   const int64_t kv_dim = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
   const DType act = backend_.activation_dtype();
+  // Per-token activations have `tokens` rows; the sampled rows' tensors
+  // (final norm, logits, argmax, hidden) only `logits_rows`: a long prefill
+  // chunk samples one row, so its logits stay one vocabulary row wide.
   struct Slot {
     Tensor* tensor;
+    int64_t rows;
     int64_t width;
     DType dtype;
   };
   const Slot slots[] = {
-      {&s.residual, c.hidden_size, act}, {&s.x, c.hidden_size, act},
-      {&s.q, q_dim, act},                {&s.k, kv_dim, act},
-      {&s.v, kv_dim, act},               {&s.attn, q_dim, act},
-      {&s.proj, c.hidden_size, act},     {&s.gate, c.intermediate_size, act},
-      {&s.up, c.intermediate_size, act}, {&s.act, c.intermediate_size, act},
-      {&s.last, c.hidden_size, act},     {&s.logits, c.vocab_size, DType::kF32},
-      {&s.hidden, c.hidden_size, DType::kF32},
+      {&s.residual, tokens, c.hidden_size, act},
+      {&s.x, tokens, c.hidden_size, act},
+      {&s.q, tokens, q_dim, act},
+      {&s.k, tokens, kv_dim, act},
+      {&s.v, tokens, kv_dim, act},
+      {&s.attn, tokens, q_dim, act},
+      {&s.proj, tokens, c.hidden_size, act},
+      {&s.gate, tokens, c.intermediate_size, act},
+      {&s.up, tokens, c.intermediate_size, act},
+      {&s.act, tokens, c.intermediate_size, act},
+      {&s.last, logits_rows, c.hidden_size, act},
+      {&s.logits, logits_rows, c.vocab_size, DType::kF32},
+      {&s.argmax, logits_rows, 1, DType::kI32},
+      {&s.hidden, logits_rows, c.hidden_size, DType::kF32},
   };
-  auto padded_bytes = [rows](const Slot& slot) {
-    return (RowBytes(slot.dtype, rows * slot.width) + 63) / 64 * 64;
+  auto padded_bytes = [](const Slot& slot) {
+    return (RowBytes(slot.dtype, slot.rows * slot.width) + 63) / 64 * 64;
   };
   size_t total = 0;
   for (const Slot& slot : slots) total += padded_bytes(slot);
@@ -68,10 +83,11 @@ absl::Status LlamaModel::EnsureScratch(int64_t tokens, int64_t logits_rows) {
   ASSIGN_OR_RETURN(s.buffer, backend_.Allocate(total));
   char* p = static_cast<char*>(s.buffer->data());
   for (const Slot& slot : slots) {
-    *slot.tensor = Tensor(slot.dtype, {rows, slot.width}, p);
+    *slot.tensor = Tensor(slot.dtype, {slot.rows, slot.width}, p);
     p += padded_bytes(slot);
   }
-  s.capacity_tokens = rows;
+  s.capacity_tokens = tokens;
+  s.capacity_rows = logits_rows;
   return absl::OkStatus();
 }
 
@@ -80,16 +96,16 @@ absl::Status LlamaModel::CheckLayout(const BatchLayout& layout, const KvCache& c
   for (int s = 0; s < layout.num_seqs(); ++s) {
     const int32_t ctx = layout.context_lens[s];
     if (ctx > max_model_len_) {
-      return absl::OutOfRangeError(absl::StrCat("sequence of ", ctx,
-                                                " tokens exceeds the model length ",
-                                                max_model_len_));
+      return absl::OutOfRangeError(
+          absl::StrCat("sequence of ", ctx, " tokens exceeds the model length ", max_model_len_));
     }
     const int32_t needed = (ctx + spec.block_size - 1) / spec.block_size;
     if (needed > layout.max_blocks_per_seq) {
       return absl::InvalidArgumentError("block table shorter than the sequence");
     }
     for (int b = 0; b < needed; ++b) {
-      const int32_t id = layout.block_tables[static_cast<size_t>(s) * layout.max_blocks_per_seq + b];
+      const int32_t id =
+          layout.block_tables[static_cast<size_t>(s) * layout.max_blocks_per_seq + b];
       if (id < 0 || id >= spec.num_blocks) {
         return absl::OutOfRangeError(absl::StrCat("block id ", id, " outside the KV cache"));
       }
@@ -132,12 +148,18 @@ absl::Status LlamaModel::Layer(const DeviceBatch& batch, KvCache& cache, int lay
   return backend_.MatMul(act, w.w_down, nullptr, proj);
 }
 
-absl::Status LlamaModel::Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
-                                 ForwardOutput& out) {
+absl::Status LlamaModel::Forward(const BatchLayout& layout, KvCache& cache,
+                                 const ForwardOptions& options, ForwardOutput& out) {
   const ModelConfig& c = config_;
   RETURN_IF_ERROR(CheckLayout(layout, cache));
   const int64_t n = layout.num_tokens();
   const int64_t rows = static_cast<int64_t>(layout.logits_indices.size());
+  if (!options.host_logits_rows.empty() &&
+      static_cast<int64_t>(options.host_logits_rows.size()) != rows) {
+    return absl::InvalidArgumentError(absl::StrCat("host_logits_rows has ",
+                                                   options.host_logits_rows.size(), " entries for ",
+                                                   rows, " logits rows"));
+  }
   RETURN_IF_ERROR(EnsureScratch(n, rows));
   ASSIGN_OR_RETURN(DeviceBatch batch, backend_.UploadBatch(layout));
   Scratch& s = scratch_;
@@ -156,24 +178,49 @@ absl::Status LlamaModel::Forward(const BatchLayout& layout, KvCache& cache, bool
   // Only the sampled rows go through the final norm and the vocabulary head.
   // Logits and hidden states are f32 whatever the activation dtype.
   Tensor last = Rows(s.last, rows), logits = Rows(s.logits, rows);
-  Tensor hidden = Rows(s.hidden, rows);
+  Tensor hidden = Rows(s.hidden, rows), argmax = Rows(s.argmax, rows);
   RETURN_IF_ERROR(backend_.GatherRows(batch, residual, last));
-  if (want_hidden) {
+  if (options.want_hidden) {
     RETURN_IF_ERROR(backend_.RmsNorm(last, weights_->final_norm, c.rms_norm_eps, hidden));
   }
   RETURN_IF_ERROR(backend_.RmsNorm(last, weights_->final_norm, c.rms_norm_eps, last));
   RETURN_IF_ERROR(backend_.MatMul(last, weights_->lm_head, nullptr, logits));
+  RETURN_IF_ERROR(backend_.ArgMax(logits, argmax));
   out.num_rows = static_cast<int>(rows);
-  out.logits.resize(static_cast<size_t>(rows) * c.vocab_size);
-  RETURN_IF_ERROR(backend_.CopyToHost(out.logits.data(), logits.data,
-                                      out.logits.size() * sizeof(float)));
+  out.argmax.resize(rows);
+  RETURN_IF_ERROR(backend_.CopyToHost(out.argmax.data(), argmax.data, rows * sizeof(int32_t)));
+  RETURN_IF_ERROR(CopyLogitsRows(logits, options.host_logits_rows, out));
   out.hidden.clear();
-  if (want_hidden) {
+  if (options.want_hidden) {
     out.hidden.resize(static_cast<size_t>(rows) * c.hidden_size);
-    RETURN_IF_ERROR(backend_.CopyToHost(out.hidden.data(), hidden.data,
-                                        out.hidden.size() * sizeof(float)));
+    RETURN_IF_ERROR(
+        backend_.CopyToHost(out.hidden.data(), hidden.data, out.hidden.size() * sizeof(float)));
   }
   return backend_.Synchronize();
+}
+
+absl::Status LlamaModel::CopyLogitsRows(const Tensor& logits, std::span<const uint8_t> wanted,
+                                        ForwardOutput& out) {
+  const int64_t rows = logits.rows(), vocab = logits.cols();
+  out.has_logits.assign(rows, 1);
+  if (!wanted.empty()) {
+    for (int64_t r = 0; r < rows; ++r) out.has_logits[r] = wanted[r] != 0;
+  }
+  out.logits.resize(static_cast<size_t>(rows) * vocab);
+  // One copy per run of consecutive wanted rows.
+  for (int64_t r = 0; r < rows;) {
+    if (!out.has_logits[r]) {
+      ++r;
+      continue;
+    }
+    int64_t end = r + 1;
+    while (end < rows && out.has_logits[end]) ++end;
+    RETURN_IF_ERROR(backend_.CopyToHost(out.logits.data() + r * vocab,
+                                        logits.as<float>() + r * vocab,
+                                        static_cast<size_t>(end - r) * vocab * sizeof(float)));
+    r = end;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace alignserve

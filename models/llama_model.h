@@ -9,7 +9,9 @@
 #ifndef ALIGNSERVE_MODELS_LLAMA_MODEL_H_
 #define ALIGNSERVE_MODELS_LLAMA_MODEL_H_
 
+#include <cstdint>
 #include <memory>
+#include <span>
 
 #include "models/llama_weights.h"
 #include "models/model.h"
@@ -29,18 +31,20 @@ class LlamaModel final : public Model {
   Backend& backend() override { return backend_; }
   int max_model_len() const override { return max_model_len_; }
   const LlamaWeights& weights() const { return *weights_; }
-  absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(int num_blocks,
-                                                           int block_size) override;
-  absl::Status Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
+  absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(int num_blocks, int block_size) override;
+  using Model::Forward;
+  absl::Status Forward(const BatchLayout& layout, KvCache& cache, const ForwardOptions& options,
                        ForwardOutput& out) override;
 
  private:
   // Activation buffers for `tokens` rows, each [tokens, width].
   struct Scratch {
     std::unique_ptr<DeviceBuffer> buffer;
-    int64_t capacity_tokens = 0;
+    int64_t capacity_tokens = 0;  // rows of the per-token tensors
+    int64_t capacity_rows = 0;    // rows of the per-sampled-row tensors
     Tensor residual, x, q, k, v, attn, proj, gate, up, act, last;
     Tensor logits, hidden;  // f32 whatever the activation dtype: they go to the host
+    Tensor argmax;          // I32 [rows, 1]
   };
 
   LlamaModel(const ModelConfig& config, std::unique_ptr<LlamaWeights> weights, Backend& backend)
@@ -49,6 +53,10 @@ class LlamaModel final : public Model {
   absl::Status EnsureScratch(int64_t tokens, int64_t logits_rows);
   absl::Status Layer(const DeviceBatch& batch, KvCache& cache, int layer, const Tensor& rows_x);
   absl::Status CheckLayout(const BatchLayout& layout, const KvCache& cache) const;
+  // Copies the wanted rows of the device logits into out.logits (all when
+  // `wanted` is empty) and sets out.has_logits.
+  absl::Status CopyLogitsRows(const Tensor& logits, std::span<const uint8_t> wanted,
+                              ForwardOutput& out);
 
   ModelConfig config_;
   std::unique_ptr<LlamaWeights> weights_;

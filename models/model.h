@@ -2,14 +2,18 @@
 // Backend, reading and extending a paged KV cache.
 //
 // Forward computes the logits of the rows named by layout.logits_indices
-// (the last token of each sequence that samples this step), copied to the
-// host; optionally the final hidden states of the same rows (reward heads,
-// policies that read them).
+// (the last token of each sequence that samples this step) and their argmax
+// on the device. Only the rows the caller asks for (ForwardOptions) travel
+// to the host whole: a greedy row needs just its argmax. Optionally the
+// final hidden states of the same rows (reward heads, policies that read
+// them).
 // Thread-safety: one thread drives a model (the engine thread).
 #ifndef ALIGNSERVE_MODELS_MODEL_H_
 #define ALIGNSERVE_MODELS_MODEL_H_
 
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,10 +24,20 @@
 
 namespace alignserve {
 
+struct ForwardOptions {
+  bool want_hidden = false;
+  // Per logits row: 1 if the host needs the whole row. Empty: every row.
+  std::span<const uint8_t> host_logits_rows;
+};
+
 struct ForwardOutput {
   int num_rows = 0;
-  std::vector<float> logits;  // [num_rows, vocab_size]
-  std::vector<float> hidden;  // [num_rows, hidden_size] when asked for, else empty
+  // [num_rows, vocab_size]; only the rows asked for are written (the others
+  // hold stale values and must not be read).
+  std::vector<float> logits;
+  std::vector<uint8_t> has_logits;  // [num_rows] 1 where logits holds the row
+  std::vector<int32_t> argmax;      // [num_rows] lowest id of each row's maximum
+  std::vector<float> hidden;        // [num_rows, hidden_size] when asked for, else empty
 
   const float* row(int i, int vocab_size) const {
     return logits.data() + static_cast<size_t>(i) * vocab_size;
@@ -39,8 +53,13 @@ class Model {
   virtual int max_model_len() const = 0;
   virtual absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(int num_blocks,
                                                                    int block_size) = 0;
-  virtual absl::Status Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
-                               ForwardOutput& out) = 0;
+  virtual absl::Status Forward(const BatchLayout& layout, KvCache& cache,
+                               const ForwardOptions& options, ForwardOutput& out) = 0;
+  // Every row's logits on the host.
+  absl::Status Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
+                       ForwardOutput& out) {
+    return Forward(layout, cache, ForwardOptions{.want_hidden = want_hidden}, out);
+  }
 };
 
 }  // namespace alignserve

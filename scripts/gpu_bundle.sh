@@ -58,7 +58,7 @@ if [[ $ALL_TESTS == 1 ]]; then
   while IFS= read -r f; do binaries+=("$f"); done < <(
     find "$BUILD_DIR/tests" -maxdepth 1 -type f -name '*_test' -perm -u+x | sort)
 fi
-for extra in server/alignserve benchmarks/runtime_bench benchmarks/matmul_bench; do
+for extra in alignserve benchmarks/matmul_bench; do
   [[ -x "$BUILD_DIR/$extra" ]] && binaries+=("$BUILD_DIR/$extra")
 done
 [[ ${#binaries[@]} -gt 0 ]] || { echo "gpu_bundle.sh: nothing built to bundle" >&2; exit 1; }

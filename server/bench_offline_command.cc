@@ -1,5 +1,5 @@
 // `alignserve bench-offline`: offline throughput and latency of the engine
-// loop on the CPU backend, in the manner of vLLM's benchmark_throughput.
+// loop on any backend (--device), in the manner of vLLM's benchmark_throughput.
 // N requests of random-token prompts (P tokens, ignore_eos, max_tokens O)
 // are submitted to the AsyncEngine at once; one thread consumes every
 // stream through the streams' notify hook. Latencies use the time the
@@ -19,11 +19,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/async_engine.h"
-#include "kernels/cpu/cpu_backend.h"
 #include "kernels/status_macros.h"
-#include "models/model_loader.h"
 #include "server/cli_args.h"
 #include "server/commands.h"
+#include "server/engine_setup.h"
 
 namespace alignserve {
 namespace {
@@ -31,14 +30,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct BenchFlags {
-  std::string model = "default";
+  EngineFlags engine;
   int num_requests = 8;
   int prompt_len = 128;
   int output_len = 32;
-  int max_num_seqs = 256;
-  int max_num_batched_tokens = 2048;
-  int num_blocks = 0;  // 0: enough for every request at once
-  int block_size = 16;
+  int warmup = 1;  // untimed requests of the same shape run first
   std::optional<uint64_t> seed;
 };
 
@@ -77,21 +73,15 @@ void PrintLatency(const char* name, std::vector<double> v) {
 }
 
 absl::StatusOr<std::unique_ptr<AsyncEngine>> StartEngine(const BenchFlags& f, int* vocab) {
-  auto backend = std::make_unique<CpuBackend>();
-  ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> loaded, LoadModel(f.model, *backend));
-  *vocab = loaded->model->config().vocab_size;
-  const int per_seq = (f.prompt_len + f.output_len + f.block_size - 1) / f.block_size;
-  EngineConfig config;
-  config.scheduler.max_num_seqs = f.max_num_seqs;
-  config.scheduler.max_num_batched_tokens = f.max_num_batched_tokens;
-  config.scheduler.block_size = f.block_size;
-  config.scheduler.num_blocks = f.num_blocks > 0 ? f.num_blocks : per_seq * f.num_requests + 1;
-  config.scheduler.max_model_len = f.prompt_len + f.output_len;
-  config.seed = f.seed.value_or(0);
-  std::fprintf(stderr, "bench-offline: loaded %s; %d KV blocks of %d tokens\n",
-               loaded->name.c_str(), config.scheduler.num_blocks, f.block_size);
+  EngineFlags engine_flags = f.engine;
+  if (engine_flags.max_model_len == 0) engine_flags.max_model_len = f.prompt_len + f.output_len;
+  // On the CPU, without --num-blocks: room for every request at once.
+  const int per_seq = (f.prompt_len + f.output_len + f.engine.block_size - 1) / f.engine.block_size;
   ASSIGN_OR_RETURN(std::unique_ptr<LlmEngine> engine,
-                   LlmEngine::Create(std::move(backend), std::move(loaded), config));
+                   BuildEngine(engine_flags, per_seq * f.num_requests + 1, f.seed.value_or(0)));
+  *vocab = engine->vocab_size();
+  std::fprintf(stderr, "bench-offline: %d KV blocks of %d tokens\n",
+               engine->config().scheduler.num_blocks, f.engine.block_size);
   return AsyncEngine::Create(std::move(engine));
 }
 
@@ -115,9 +105,31 @@ bool Record(const StreamEvent& e, Clock::time_point submitted, RequestTiming& t)
   return true;
 }
 
+// Runs `count` untimed requests one after another (kernels loaded, library
+// heuristics and buffers warm) before the measured ones.
+absl::Status WarmUp(AsyncEngine& engine, const BenchFlags& f, int vocab, int count) {
+  SamplingParams params;
+  params.temperature = 0.0f;
+  params.ignore_eos = true;
+  params.max_tokens = std::min(f.output_len, 8);
+  for (int i = 0; i < count; ++i) {
+    std::vector<int32_t> prompt(f.prompt_len);
+    for (int t = 0; t < f.prompt_len; ++t) prompt[t] = 100 + (t * 7919 + i) % (vocab - 100);
+    ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> s, engine.Submit(std::move(prompt), params));
+    while (true) {
+      std::optional<StreamEvent> e = s->Next(std::chrono::milliseconds(60000));
+      if (!e) return absl::DeadlineExceededError("bench-offline: warm-up request stalled");
+      if (!e->status.ok()) return e->status;
+      if (e->terminal()) break;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Bench(const BenchFlags& f) {
   int vocab = 0;
   ASSIGN_OR_RETURN(std::unique_ptr<AsyncEngine> engine, StartEngine(f, &vocab));
+  RETURN_IF_ERROR(WarmUp(*engine, f, vocab, f.warmup));
   std::mt19937_64 rng(f.seed.value_or(0));
   std::uniform_int_distribution<int32_t> pick(100, vocab - 1);
   std::vector<std::vector<int32_t>> prompts(f.num_requests, std::vector<int32_t>(f.prompt_len));
@@ -198,11 +210,8 @@ absl::Status CheckFlags(const BenchFlags& f) {
   RETURN_IF_ERROR(positive("num-requests", f.num_requests));
   RETURN_IF_ERROR(positive("prompt-len", f.prompt_len));
   RETURN_IF_ERROR(positive("output-len", f.output_len));
-  RETURN_IF_ERROR(positive("max-num-seqs", f.max_num_seqs));
-  RETURN_IF_ERROR(positive("max-num-batched-tokens", f.max_num_batched_tokens));
-  RETURN_IF_ERROR(positive("block-size", f.block_size));
-  if (f.num_blocks < 0) return absl::InvalidArgumentError("--num-blocks must be >= 0");
-  return absl::OkStatus();
+  if (f.warmup < 0) return absl::InvalidArgumentError("--warmup must be >= 0");
+  return CheckEngineFlags(f.engine);
 }
 
 }  // namespace
@@ -213,14 +222,11 @@ int RunBenchOffline(int argc, char** argv) {
                  "Submits --num-requests random-token prompts at once to the engine (greedy, "
                  "ignore_eos, exactly --output-len tokens each) and reports throughput and "
                  "TTFT / inter-token / end-to-end latency percentiles.");
-  args.AddString("model", &f.model, "a .gguf file, a Hugging Face model folder, or 'default'");
+  AddEngineFlags(args, &f.engine);
   args.AddInt("num-requests", &f.num_requests, "requests submitted at once");
   args.AddInt("prompt-len", &f.prompt_len, "prompt tokens per request (random ids)");
   args.AddInt("output-len", &f.output_len, "output tokens per request (max_tokens, ignore_eos)");
-  args.AddInt("max-num-seqs", &f.max_num_seqs, "sequences scheduled per step");
-  args.AddInt("max-num-batched-tokens", &f.max_num_batched_tokens, "token budget of one step");
-  args.AddInt("num-blocks", &f.num_blocks, "KV cache blocks; 0 fits every request at once");
-  args.AddInt("block-size", &f.block_size, "tokens per KV block");
+  args.AddInt("warmup", &f.warmup, "untimed requests of the same shape run first");
   args.AddOptionalUint64("seed", &f.seed, "seed of the random prompts and of the engine; unset: 0");
   absl::Status s = args.Parse(argc, argv, 2);
   if (args.help_requested()) {

@@ -1,26 +1,26 @@
 // `alignserve generate`: one prompt through the engine (LlmEngine) on the
-// CPU backend, its text streamed to stdout as the engine produces it; the
+// CPU or a GPU (--device), its text streamed to stdout as the engine produces it; the
 // first step's time is the prompt's, the rest are decode steps.
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "absl/strings/str_cat.h"
 #include "engine/llm_engine.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "kernels/status_macros.h"
 #include "models/model_loader.h"
 #include "server/cli_args.h"
 #include "server/commands.h"
-#include "absl/strings/str_cat.h"
-#include "kernels/status_macros.h"
+#include "server/engine_setup.h"
 
 namespace alignserve {
 namespace {
 
 struct GenerateFlags {
   std::string model = "default";
+  std::string device = "cpu";
   std::string prompt;
   std::string system;
   bool chat = false;
@@ -50,9 +50,9 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const GenerateFlags& f, const Mod
 }
 
 absl::Status Generate(const GenerateFlags& f) {
-  CpuBackend backend;
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(f.device));
   const Clock::time_point load_start = Clock::now();
-  ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> loaded, LoadModel(f.model, backend));
+  ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> loaded, LoadModel(f.model, *backend));
   Model& model = *loaded->model;
   const ModelText& text = loaded->text;
   std::fprintf(stderr, "alignserve: loaded %s (%d layers, hidden %d, vocab %d) in %.2f s\n",
@@ -60,12 +60,11 @@ absl::Status Generate(const GenerateFlags& f) {
                model.config().vocab_size, Seconds(load_start, Clock::now()));
   ASSIGN_OR_RETURN(std::vector<int32_t> ids, PromptIds(f, text));
   if (ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
-  const int total = std::min<int>(static_cast<int>(ids.size()) + f.sampling.max_tokens,
-                                  model.max_model_len());
+  const int total =
+      std::min<int>(static_cast<int>(ids.size()) + f.sampling.max_tokens, model.max_model_len());
   if (static_cast<int>(ids.size()) >= total) {
-    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", ids.size(),
-                                                   " tokens; the model's limit is ",
-                                                   model.max_model_len()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the prompt has ", ids.size(), " tokens; the model's limit is ", model.max_model_len()));
   }
   EngineConfig config;
   config.scheduler.block_size = f.block_size;
@@ -102,9 +101,11 @@ absl::Status Generate(const GenerateFlags& f) {
 
 int RunGenerate(int argc, char** argv) {
   GenerateFlags f;
-  ArgParser args("alignserve generate", "Streams one completion of --prompt to stdout, then prints prompt "
-                             "and decode speed to stderr.");
+  ArgParser args("alignserve generate",
+                 "Streams one completion of --prompt to stdout, then prints prompt "
+                 "and decode speed to stderr.");
   args.AddString("model", &f.model, "a .gguf file, a Hugging Face model folder, or 'default'");
+  args.AddString("device", &f.device, "cpu, cuda (GPU 0) or cuda:N");
   args.AddString("prompt", &f.prompt, "the prompt text");
   args.AddBool("chat", &f.chat, "wrap the prompt as a user turn in the model's chat template");
   args.AddString("system", &f.system, "system message for --chat");
@@ -114,8 +115,7 @@ int RunGenerate(int argc, char** argv) {
   args.AddInt("top-k", &f.sampling.top_k, "keep the k most likely tokens; 0 is off");
   args.AddFloat("min-p", &f.sampling.min_p, "drop tokens below min-p times the top probability");
   args.AddOptionalUint64("seed", &f.sampling.seed, "RNG seed for reproducible sampling");
-  args.AddBool("ignore-eos", &f.sampling.ignore_eos,
-               "keep generating past end-of-sequence tokens");
+  args.AddBool("ignore-eos", &f.sampling.ignore_eos, "keep generating past end-of-sequence tokens");
   absl::Status s = args.Parse(argc, argv, 2);
   if (args.help_requested()) {
     std::fputs(args.Help().c_str(), stdout);

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything GPU-side in one run, on the GPU machine, from the bundle that
 # scripts/gpu_bundle.sh made (carry .bundle): the device, every gpu-labelled
-# test, then compute-sanitizer memcheck over the CUDA backend's op tests;
-# ends with a summary table. Finishes within 10 minutes: each step has its
-# own time limit (STEP_SECONDS, SANITIZER_SECONDS) and the total is capped.
+# test, compute-sanitizer memcheck and racecheck over the CUDA backend's op
+# tests, then (unless TESTS_ONLY=1) the benchmarks of benchmarks/gpu/bench.sh
+# on a Llama-3-8B-shaped checkpoint of random bf16 weights; ends with a
+# summary table. Finishes within 10 minutes: each step has its own time limit
+# (STEP_SECONDS, SANITIZER_SECONDS) and the total is capped (TOTAL_SECONDS).
 #
 # Usage (repository root): benchmarks/gpu/run_all.sh [OUT_DIR]
 # Logs go to OUT_DIR (default $OUT if set, else /tmp/alignserve_gpu), one
@@ -67,13 +69,24 @@ done < "$BUNDLE/gpu_tests.txt"
 SANITIZER="$(command -v compute-sanitizer || true)"
 [[ -z "$SANITIZER" && -x /usr/local/cuda/bin/compute-sanitizer ]] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
 if [[ -n "$SANITIZER" ]] && grep -qx cuda_backend_test "$BUNDLE/gpu_tests.txt"; then
-  # memcheck on the op tests: every out-of-bounds or misaligned device access
-  # is an error (exit code 1 via --error-exitcode).
-  run_step memcheck_cuda_backend_test "$SANITIZER_SECONDS" \
-    "$SANITIZER" --tool memcheck --error-exitcode 1 \
-    "$BUNDLE/run" cuda_backend_test
+  # Every out-of-bounds or misaligned device access, and every shared-memory
+  # race, is an error (exit code 1). API errors are not reported: one test
+  # provokes an out-of-memory on purpose.
+  for tool in memcheck racecheck; do
+    run_step "${tool}_cuda_backend_test" "$SANITIZER_SECONDS" \
+      "$SANITIZER" --tool "$tool" --report-api-errors no --error-exitcode 1 \
+      "$BUNDLE/run" cuda_backend_test
+  done
 else
-  record memcheck_cuda_backend_test SKIPPED 0 "no compute-sanitizer or no cuda_backend_test"
+  record sanitizers SKIPPED 0 "no compute-sanitizer or no cuda_backend_test"
+fi
+
+if [[ "${TESTS_ONLY:-0}" != 1 ]]; then
+  # Each benchmark appends its rows to bench_summary.txt.
+  run_step benchmarks "$(( $(time_left) - 15 ))" benchmarks/gpu/bench.sh "$LOGS"
+  [[ -f "$LOGS/bench_summary.txt" ]] && while IFS='|' read -r n r t note; do
+    record "$n" "$r" "$t" "$note"
+  done < "$LOGS/bench_summary.txt"
 fi
 
 {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string_view>
 #include <vector>
 
@@ -181,12 +182,11 @@ absl::Status CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* 
                                                    y.ShapeString()));
   }
   if (!SupportsWeightType(w.dtype)) {
-    return absl::UnimplementedError(
-        absl::StrCat("cpu backend: no matmul kernel for ", std::string(DTypeName(w.dtype)), " weights"));
+    return absl::UnimplementedError(absl::StrCat("cpu backend: no matmul kernel for ",
+                                                 std::string(DTypeName(w.dtype)), " weights"));
   }
   if (matmul_mode_ == MatmulMode::kExact) {
-    MatMulExact(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(), y.as<float>(),
-                pool_);
+    MatMulExact(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(), y.as<float>(), pool_);
   } else {
     ::alignserve::MatMul(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(),
                          y.as<float>(), pool_);
@@ -207,8 +207,8 @@ absl::Status CpuBackend::Rope(const DeviceBatch& batch, const RopeTable& rope, i
   for (int t = 0; t < batch.num_tokens; ++t) {
     if (batch.positions[t] < 0 || batch.positions[t] >= rope.max_positions) {
       return absl::OutOfRangeError(absl::StrCat("position ", batch.positions[t],
-                                                " is past the rope table of ",
-                                                rope.max_positions, " positions"));
+                                                " is past the rope table of ", rope.max_positions,
+                                                " positions"));
     }
   }
   pool_.ParallelFor(batch.num_tokens, 8, [&](int64_t b, int64_t e) {
@@ -273,6 +273,30 @@ absl::Status CpuBackend::GatherRows(const DeviceBatch& batch, const Tensor& x, T
   for (int i = 0; i < batch.num_logits; ++i) {
     std::memcpy(static_cast<char*>(out.data) + i * row_bytes,
                 static_cast<const char*>(x.data) + batch.logits_indices[i] * row_bytes, row_bytes);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ArgMax(const Tensor& logits, Tensor& ids) {
+  if (logits.dtype != DType::kF32 || ids.dtype != DType::kI32 || ids.elements() < logits.rows()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cpu backend: argmax of ", logits.ShapeString(), " into ", ids.ShapeString()));
+  }
+  const int64_t cols = logits.cols();
+  for (int64_t r = 0; r < logits.rows(); ++r) {
+    const float* row = logits.as<float>() + r * cols;
+    int32_t best = 0;
+    float best_value = -std::numeric_limits<float>::infinity();
+    bool found = false;
+    for (int64_t c = 0; c < cols; ++c) {
+      // Strictly greater keeps the lowest id on ties; NaN compares false.
+      if (row[c] > best_value || (!found && row[c] == best_value)) {
+        best_value = row[c];
+        best = static_cast<int32_t>(c);
+        found = true;
+      }
+    }
+    ids.as<int32_t>()[r] = best;
   }
   return absl::OkStatus();
 }

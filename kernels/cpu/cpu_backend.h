@@ -57,6 +57,7 @@ class CpuBackend final : public Backend {
                               int layer, int num_heads, float scale, Tensor& out) override;
   absl::Status GatherRows(const DeviceBatch& batch, const Tensor& x, Tensor& out) override;
   absl::Status CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) override;
+  absl::Status ArgMax(const Tensor& logits, Tensor& ids) override;
 
  private:
   ThreadPool& pool_;

@@ -126,6 +126,13 @@ absl::Status CudaBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<DeviceMemoryInfo> CudaBackend::MemoryInfo() const {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+  DeviceMemoryInfo info;
+  CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&info.free_bytes, &info.total_bytes));
+  return info;
+}
+
 absl::Status CudaBackend::Synchronize() {
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();

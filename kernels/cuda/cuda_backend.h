@@ -51,6 +51,8 @@ class CudaBackend final : public Backend {
   absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override;
   absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override;
   absl::Status Synchronize() override;
+  // cudaMemGetInfo of the backend's device.
+  absl::StatusOr<DeviceMemoryInfo> MemoryInfo() const override;
   // bf16 (fast), f16 and f32 (widened to f32 per call: slow). Quantized
   // types are false: UploadWeight dequantizes them to bf16.
   bool SupportsWeightType(DType dtype) const override;
@@ -72,6 +74,7 @@ class CudaBackend final : public Backend {
                               int num_heads, float scale, Tensor& out) override;
   absl::Status GatherRows(const DeviceBatch& batch, const Tensor& x, Tensor& out) override;
   absl::Status CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) override;
+  absl::Status ArgMax(const Tensor& logits, Tensor& ids) override;
 
   // Uploads a host weight tensor (any type ConvertsToBf16 accepts: f32, f16,
   // bf16 or a GGUF quantized type) as a bf16 tensor of the same shape,

@@ -205,7 +205,14 @@ absl::Status CudaBackend::PagedAttention(const DeviceBatch& batch, const Tensor&
                            spec.block_size,
                            spec.num_blocks,
                            scale};
-  CUDA_RETURN_IF_ERROR(cuda::LaunchPagedAttention(args, q.dtype, stream_));
+  // Steps with prefill chunks take the tiled kernel (K/V reuse across query
+  // rows); decode-only steps the per-(token, head) one, which spreads a
+  // short batch over more blocks.
+  if (batch.max_query_len > 1 && cuda::TiledAttentionSupports(args)) {
+    CUDA_RETURN_IF_ERROR(cuda::LaunchTiledPagedAttention(args, q.dtype, stream_));
+  } else {
+    CUDA_RETURN_IF_ERROR(cuda::LaunchPagedAttention(args, q.dtype, stream_));
+  }
   return absl::OkStatus();
 }
 
@@ -221,6 +228,17 @@ absl::Status CudaBackend::GatherRows(const DeviceBatch& batch, const Tensor& x, 
   }
   CUDA_RETURN_IF_ERROR(cuda::LaunchGatherRows(batch.logits_indices, batch.num_logits, x.data,
                                               x.rows(), x.row_bytes(), out.data, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::ArgMax(const Tensor& logits, Tensor& ids) {
+  if (logits.dtype != DType::kF32 || ids.dtype != DType::kI32 || ids.elements() < logits.rows() ||
+      logits.cols() > INT32_MAX) {
+    return Invalid("argmax", absl::StrCat(logits.ShapeString(), " into ", ids.ShapeString()));
+  }
+  if (logits.rows() == 0) return absl::OkStatus();
+  CUDA_RETURN_IF_ERROR(cuda::LaunchArgMax(logits.as<float>(), logits.rows(), logits.cols(),
+                                          ids.as<int32_t>(), stream_));
   return absl::OkStatus();
 }
 

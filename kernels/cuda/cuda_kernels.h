@@ -76,6 +76,11 @@ cudaError_t LaunchToF32(const void* src, DType src_type, int64_t n, float* dst,
 cudaError_t LaunchStoreRows(const float* src, const float* bias, int64_t rows, int64_t cols,
                             void* dst, DType dst_type, cudaStream_t stream);
 
+// ids[r] = argmax of row r of logits [rows, cols] (lowest column on ties;
+// NaN never wins; an all-NaN row gives 0).
+cudaError_t LaunchArgMax(const float* logits, int64_t rows, int64_t cols, int32_t* ids,
+                         cudaStream_t stream);
+
 struct AttentionArgs {
   DeviceBatch batch;
   const void* q;        // [num_tokens, num_heads * head_dim] of q_type
@@ -90,7 +95,14 @@ struct AttentionArgs {
   float scale;
 };
 // Causal attention of every (token, head) over its sequence's cached K/V.
+// Phase 1 (cuda_attention.cu): one block per (token, head); any head_dim up
+// to 256; best for decode-only steps.
 cudaError_t LaunchPagedAttention(const AttentionArgs& args, DType q_type, cudaStream_t stream);
+// The same result, tiled (cuda_attention_tiled.cu): one block per (sequence,
+// 64 query rows, kv head) so each K/V row serves every query row of the
+// tile; for steps with prefill chunks. Needs TiledAttentionSupports(args).
+bool TiledAttentionSupports(const AttentionArgs& args);
+cudaError_t LaunchTiledPagedAttention(const AttentionArgs& args, DType q_type, cudaStream_t stream);
 
 }  // namespace alignserve::cuda
 

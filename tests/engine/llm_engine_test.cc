@@ -7,10 +7,13 @@
 #include "engine/llm_engine.h"
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/model_runner.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -501,6 +504,46 @@ TEST_CASE("n outside [1, 16] is rejected naming n") {
   SamplingParams p = Greedy(4);
   p.n = SamplingParams::kMaxN;
   CHECK(engine->AddRequest(1, {1, 2}, p).ok());
+}
+
+// A checkpoint without a tokenizer (the tiny Llama-3 test model) serves
+// token ids only, as vLLM's skip_tokenizer_init: greedy ids equal
+// transformers' generate (the fixture), text stays empty, and stop strings,
+// which need a tokenizer, are refused.
+TEST_CASE("an engine without a tokenizer generates transformers' greedy ids and no text") {
+  CpuBackend backend;
+  auto loaded = LoadModel(testing::SourcePath("tests/data/models/tiny_llama3"), backend,
+                          {.max_model_len = 0, .load_text = false});
+  REQUIRE(loaded.ok());
+  REQUIRE((*loaded)->text.tokenizer == nullptr);
+  std::ifstream in(testing::SourcePath("tests/data/models/tiny_llama3_logits.json"));
+  const nlohmann::json fixture = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  REQUIRE(!fixture.is_discarded());
+  const auto prompt = fixture["greedy"]["prompt_ids"].get<std::vector<int32_t>>();
+  const auto expected = fixture["greedy"]["new_ids"].get<std::vector<int32_t>>();
+  EngineConfig config;
+  config.scheduler.num_blocks = 16;
+  config.scheduler.max_model_len = 64;
+  auto engine = LlmEngine::Create(*(*loaded)->model, (*loaded)->text, config);
+  REQUIRE(engine.ok());
+  SamplingParams params;
+  params.temperature = 0.0f;
+  params.max_tokens = static_cast<int>(expected.size());
+  params.ignore_eos = true;
+  SamplingParams with_stop = params;
+  with_stop.stop = {"x"};
+  CHECK(absl::IsInvalidArgument((*engine)->AddRequest(7, prompt, with_stop)));
+  REQUIRE((*engine)->AddRequest(1, prompt, params).ok());
+  std::vector<int32_t> got;
+  while ((*engine)->HasUnfinished()) {
+    auto outputs = (*engine)->Step();
+    REQUIRE(outputs.ok());
+    for (const RequestOutput& o : *outputs) {
+      got.insert(got.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+      CHECK(o.text.empty());
+    }
+  }
+  CHECK(got == expected);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/kernels/argmax_rows.h"
 
 namespace alignserve {
 namespace {
@@ -442,6 +443,34 @@ TEST_CASE("cuda ops turn bad indices into errors, not device faults") {
   CHECK(huge.status().code() == absl::StatusCode::kResourceExhausted);
   CHECK(huge.status().message().find("1125899906842624 bytes") != std::string::npos);
   CHECK(cuda->Synchronize().ok());
+}
+
+TEST_CASE("cuda argmax equals the plain scan on vocabulary rows with ties and NaN") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  auto cuda = MakeCuda();
+  std::mt19937 rng(12);
+  for (const int64_t cols : {int64_t{1}, int64_t{33}, int64_t{1025}, int64_t{49152},
+                             int64_t{128256}, int64_t{152064}}) {
+    const int64_t rows = cols > 100000 ? 7 : 19;
+    const std::vector<float> x = testing::HardArgmaxRows(rows, cols, rng);
+    auto logits_buffer = cuda->Allocate(x.size() * sizeof(float));
+    auto ids_buffer = cuda->Allocate(rows * sizeof(int32_t));
+    REQUIRE(logits_buffer.ok());
+    REQUIRE(ids_buffer.ok());
+    REQUIRE(cuda->CopyToDevice((*logits_buffer)->data(), x.data(), x.size() * sizeof(float)).ok());
+    // Poison: -1 is never a valid answer.
+    std::vector<int32_t> ids(rows, -1);
+    REQUIRE(cuda->CopyToDevice((*ids_buffer)->data(), ids.data(), rows * sizeof(int32_t)).ok());
+    Tensor logits(DType::kF32, {rows, cols}, (*logits_buffer)->data());
+    Tensor out(DType::kI32, {rows, 1}, (*ids_buffer)->data());
+    REQUIRE(cuda->ArgMax(logits, out).ok());
+    REQUIRE(cuda->Synchronize().ok());
+    REQUIRE(cuda->CopyToHost(ids.data(), (*ids_buffer)->data(), rows * sizeof(int32_t)).ok());
+    for (int64_t r = 0; r < rows; ++r) {
+      INFO("cols " << cols << " row " << r);
+      CHECK(ids[r] == testing::OracleArgmax(x.data() + r * cols, cols));
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,118 @@
+#include "server/engine_setup.h"
+
+#include <chrono>
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "engine/kv_memory_planner.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/status_macros.h"
+#include "models/model_loader.h"
+#ifdef ALIGNSERVE_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
+
+namespace alignserve {
+
+void AddEngineFlags(ArgParser& args, EngineFlags* f) {
+  args.AddString("model", &f->model, "a .gguf file, a Hugging Face model folder, or 'default'");
+  args.AddString("device", &f->device, "cpu, cuda (GPU 0) or cuda:N");
+  args.AddFloat("gpu-memory-utilization", &f->gpu_memory_utilization,
+                "share of the GPU's memory for weights, activations and the KV cache");
+  args.AddInt("num-blocks", &f->num_blocks,
+              "KV cache blocks; 0 sizes the cache from GPU memory (or the command's CPU default)");
+  args.AddInt("block-size", &f->block_size, "tokens per KV block");
+  args.AddInt("max-num-seqs", &f->max_num_seqs, "sequences scheduled per step");
+  args.AddInt("max-num-batched-tokens", &f->max_num_batched_tokens, "token budget of one step");
+  args.AddInt("max-model-len", &f->max_model_len,
+              "longest sequence (prompt + output); 0 is the model's own context length");
+  args.AddBool("skip-tokenizer-init", &f->skip_tokenizer_init,
+               "load no tokenizer: token ids in and out, no text (a checkpoint without one)");
+}
+
+absl::Status CheckEngineFlags(const EngineFlags& f) {
+  auto positive = [](const char* name, int v) {
+    return v > 0 ? absl::OkStatus()
+                 : absl::InvalidArgumentError(absl::StrCat("--", name, " must be > 0, got ", v));
+  };
+  RETURN_IF_ERROR(positive("block-size", f.block_size));
+  RETURN_IF_ERROR(positive("max-num-seqs", f.max_num_seqs));
+  RETURN_IF_ERROR(positive("max-num-batched-tokens", f.max_num_batched_tokens));
+  if (f.num_blocks < 0) return absl::InvalidArgumentError("--num-blocks must be >= 0");
+  if (f.max_model_len < 0) return absl::InvalidArgumentError("--max-model-len must be >= 0");
+  if (!(f.gpu_memory_utilization > 0.0f && f.gpu_memory_utilization <= 1.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ", f.gpu_memory_utilization));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device) {
+  if (device == "cpu") return std::unique_ptr<Backend>(std::make_unique<CpuBackend>());
+  int index = 0;
+  if (device != "cuda") {
+    if (device.substr(0, 5) != "cuda:" || !absl::SimpleAtoi(std::string(device.substr(5)), &index) ||
+        index < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--device must be cpu, cuda or cuda:N, got '", std::string(device), "'"));
+    }
+  }
+#ifdef ALIGNSERVE_HAVE_CUDA
+  return CreateCudaBackend(index);
+#else
+  return absl::UnavailableError(
+      "this alignserve was built without CUDA (no nvcc at build time); rebuild on a machine "
+      "with the CUDA toolkit, or use --device cpu");
+#endif
+}
+
+absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int cpu_num_blocks,
+                                                       uint64_t seed) {
+  RETURN_IF_ERROR(CheckEngineFlags(f));
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(f.device));
+  const auto t0 = std::chrono::steady_clock::now();
+  ModelOptions options;
+  options.max_model_len = f.max_model_len;
+  options.load_text = !f.skip_tokenizer_init;
+  absl::StatusOr<std::unique_ptr<LoadedModel>> loaded = LoadModel(f.model, *backend, options);
+  if (!loaded.ok()) {
+    if (options.load_text && absl::IsNotFound(loaded.status())) {
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat(loaded.status().message(),
+                                       " (a checkpoint without a tokenizer loads with "
+                                       "--skip-tokenizer-init)"));
+    }
+    return loaded.status();
+  }
+  Model& model = *(*loaded)->model;
+  std::fprintf(stderr, "alignserve: loaded %s on %s (%d layers, hidden %d, vocab %d) in %.2f s\n",
+               (*loaded)->name.c_str(), f.device.c_str(), model.config().num_layers,
+               model.config().hidden_size, model.config().vocab_size,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  EngineConfig config;
+  config.seed = seed;
+  config.scheduler.block_size = f.block_size;
+  config.scheduler.max_num_seqs = f.max_num_seqs;
+  config.scheduler.max_num_batched_tokens = f.max_num_batched_tokens;
+  config.scheduler.max_model_len = model.max_model_len();
+  config.scheduler.num_blocks = f.num_blocks;
+  if (config.scheduler.num_blocks == 0) {
+    if (backend->MemoryInfo().ok()) {
+      ProfileShape shape{.max_num_batched_tokens = f.max_num_batched_tokens,
+                         .max_num_seqs = f.max_num_seqs,
+                         .max_model_len = model.max_model_len(),
+                         .block_size = f.block_size};
+      ASSIGN_OR_RETURN(KvMemoryPlan plan,
+                       PlanKvCacheFromMemory(model, shape, f.gpu_memory_utilization));
+      std::fprintf(stderr, "alignserve: %s\n", plan.Describe().c_str());
+      config.scheduler.num_blocks = plan.num_blocks;
+    } else {
+      config.scheduler.num_blocks = cpu_num_blocks;
+    }
+  }
+  return LlmEngine::Create(std::move(backend), std::move(*loaded), config);
+}
+
+}  // namespace alignserve

@@ -1,0 +1,54 @@
+// How a command builds its engine: the device it runs on, the model, and the
+// size of the KV cache. Shared by generate, bench-offline and serve so that
+// every command takes the same flags with the same meaning.
+//
+// KV cache size: --num-blocks when given; otherwise, on a device with its
+// own memory (CUDA), from --gpu-memory-utilization after a profile step
+// (engine/kv_memory_planner.h); otherwise (CPU) the command's own default.
+// Thread-safety: start-up code, one thread.
+#ifndef ALIGNSERVE_SERVER_ENGINE_SETUP_H_
+#define ALIGNSERVE_SERVER_ENGINE_SETUP_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "engine/llm_engine.h"
+#include "kernels/backend.h"
+#include "server/cli_args.h"
+
+namespace alignserve {
+
+struct EngineFlags {
+  std::string model = "default";
+  std::string device = "cpu";  // cpu, cuda or cuda:N
+  float gpu_memory_utilization = 0.9f;
+  int num_blocks = 0;  // 0: sized from memory (CUDA) or by the command (CPU)
+  int block_size = 16;
+  int max_num_seqs = 256;
+  int max_num_batched_tokens = 2048;
+  int max_model_len = 0;  // 0: the model's own context length
+  bool skip_tokenizer_init = false;
+};
+
+// Declares the flags above on `args` (targets in *f).
+void AddEngineFlags(ArgParser& args, EngineFlags* f);
+// InvalidArgument naming the first bad flag.
+absl::Status CheckEngineFlags(const EngineFlags& f);
+
+// "cpu", "cuda" (device 0) or "cuda:N". InvalidArgument for another name;
+// Unavailable when this build has no CUDA or the machine has no such GPU.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device);
+
+// Creates the backend, loads the model, sizes the KV cache and builds the
+// engine (which owns backend and model). cpu_num_blocks: the KV blocks to
+// use when --num-blocks is 0 and the device has no memory of its own.
+// Progress and the KV plan go to stderr.
+absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int cpu_num_blocks,
+                                                       uint64_t seed);
+
+}  // namespace alignserve
+
+#endif  // ALIGNSERVE_SERVER_ENGINE_SETUP_H_
