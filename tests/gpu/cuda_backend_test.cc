@@ -297,12 +297,12 @@ struct AttentionCase {
 // caches must match exactly (bf16-exact inputs) and the outputs within
 // one bf16 rounding.
 void CheckAttention(CpuBackend& cpu_backend, CudaBackend& cuda, const AttentionCase& c,
-                    std::mt19937& rng) {
+                    std::mt19937& rng, std::span<const SeqSpec> seqs = kMixedStep) {
   const int kv_heads = 2, heads = kv_heads * c.group, layers = 2, layer = 1;
   int num_blocks = 0;
-  const auto tables = BlockTables(kMixedStep, c.block_size, &num_blocks, rng);
-  const BatchLayout history = Layout(kMixedStep, tables, c.block_size, true, 50, rng);
-  const BatchLayout step = Layout(kMixedStep, tables, c.block_size, false, 50, rng);
+  const auto tables = BlockTables(seqs, c.block_size, &num_blocks, rng);
+  const BatchLayout history = Layout(seqs, tables, c.block_size, true, 50, rng);
+  const BatchLayout step = Layout(seqs, tables, c.block_size, false, 50, rng);
   const int kv_width = kv_heads * c.head_dim, q_width = heads * c.head_dim;
   const std::vector<float> hk = RandomBf16Values(history.num_tokens() * kv_width, rng);
   const std::vector<float> hv = RandomBf16Values(history.num_tokens() * kv_width, rng);
@@ -357,6 +357,25 @@ TEST_CASE("cuda paged attention matches the cpu over mixed prefill and decode ba
   }
   INFO("head_dim 16, as the tiny test models");
   CheckAttention(cpu_backend, *cuda, {16, 2, 16}, rng);
+}
+
+// A wide decode-only step: 140 sequences of one token over histories up to
+// 300 tokens (the per-(token, head) kernel; routing wide decode steps to the
+// tiled kernel was measured slower on the H100, see benchmarks/RESULTS.md).
+TEST_CASE("cuda paged attention matches the cpu over a wide decode-only step") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  CpuBackend cpu_backend;
+  auto cuda = MakeCuda();
+  std::mt19937 rng(8);
+  std::uniform_int_distribution<int> history(0, 300);
+  std::vector<SeqSpec> decodes(140);
+  for (SeqSpec& s : decodes) s = {history(rng), 1};
+  for (int head_dim : {64, 128}) {
+    for (int group : {1, 4, 8}) {
+      INFO("head_dim " << head_dim << " group " << group);
+      CheckAttention(cpu_backend, *cuda, {head_dim, group, 16}, rng, decodes);
+    }
+  }
 }
 
 TEST_CASE("cuda gather_rows and copy_blocks move exact bytes") {
