@@ -89,6 +89,11 @@ row ttft_2048 "$([[ $RC == 0 && -n "$TTFT" ]] && echo INFO || echo FAIL)" "$SECS
 
 timed batch64 200 "${AS[@]}" --num-requests 64 --prompt-len 128 --output-len 128
 row batch64 "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" "$(field batch64 throughput)"
+# The same with the phase-1 attention kernel everywhere, side by side.
+ALIGNSERVE_CUDA_ATTENTION=phase1 timed batch64_phase1 200 "${AS[@]}" --num-requests 64 \
+  --prompt-len 128 --output-len 128
+row batch64_phase1 "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
+  "$(field batch64_phase1 throughput)"
 
 timed torch_baseline 240 python3 benchmarks/gpu/torch_baseline.py --model "$MODEL" \
   --batch-sizes 1,64 --prompt-len 128 --output-len 128 --json "$LOGS/torch_baseline.json"

@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -95,12 +97,19 @@ absl::Status CudaBackend::Init() {
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   ASSIGN_OR_RETURN(gemm_, cuda::CudaGemm::Create(stream_));
   ASSIGN_OR_RETURN(uploader_, cuda::BatchUploader::Create(stream_));
+  attention_workspace_ = std::make_unique<cuda::GrowingDeviceBuffer>();
+  CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device_));
+  if (const char* mode = std::getenv("ALIGNSERVE_CUDA_ATTENTION")) {
+    attention_kernels_ = std::string_view(mode) != "phase1";
+  }
   return absl::OkStatus();
 }
 
 CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   uploader_.reset();
+  attention_workspace_.reset();
   gemm_.reset();
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }

@@ -34,6 +34,7 @@ namespace alignserve {
 namespace cuda {
 class BatchUploader;
 class CudaGemm;
+class GrowingDeviceBuffer;
 }  // namespace cuda
 
 // True if a CUDA driver and at least one device are present.
@@ -93,6 +94,11 @@ class CudaBackend final : public Backend {
   CUstream_st* stream_ = nullptr;
   std::unique_ptr<cuda::CudaGemm> gemm_;
   std::unique_ptr<cuda::BatchUploader> uploader_;
+  // Attention: the tiled / split-K kernels (false: phase 1 everywhere, set
+  // by ALIGNSERVE_CUDA_ATTENTION=phase1 for side-by-side measurements).
+  bool attention_kernels_ = true;
+  int multiprocessors_ = 1;
+  std::unique_ptr<cuda::GrowingDeviceBuffer> attention_workspace_;  // split-K partials
 };
 
 // CudaBackend::Create as a plain Backend.

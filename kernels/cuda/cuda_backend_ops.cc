@@ -10,6 +10,7 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/cuda_matmul.h"
+#include "kernels/cuda/cuda_memory.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/status_macros.h"
 
@@ -206,10 +207,20 @@ absl::Status CudaBackend::PagedAttention(const DeviceBatch& batch, const Tensor&
                            spec.num_blocks,
                            scale};
   // Steps with prefill chunks take the tiled kernel (K/V reuse across query
-  // rows); decode-only steps the per-(token, head) one, which spreads a
-  // short batch over more blocks.
-  if (batch.max_query_len > 1 && cuda::TiledAttentionSupports(args)) {
+  // rows), decode-only steps the split-K one (K/V read once per GQA group);
+  // other shapes, or ALIGNSERVE_CUDA_ATTENTION=phase1, the phase-1 kernel.
+  if (attention_kernels_ && batch.max_query_len > 1 && cuda::TiledAttentionSupports(args)) {
     CUDA_RETURN_IF_ERROR(cuda::LaunchTiledPagedAttention(args, q.dtype, stream_));
+  } else if (attention_kernels_ && cuda::DecodeAttentionSupports(args)) {
+    const cuda::DecodeSplit split =
+        cuda::PlanDecodeSplit(batch.num_seqs, spec.num_kv_heads,
+                              static_cast<int>(bounds.max_context_len), multiprocessors_);
+    void* workspace = nullptr;
+    if (const size_t bytes = cuda::DecodeWorkspaceBytes(args, split); bytes > 0) {
+      ASSIGN_OR_RETURN(workspace, attention_workspace_->Reserve(bytes, stream_));
+    }
+    CUDA_RETURN_IF_ERROR(cuda::LaunchDecodePagedAttention(args, q.dtype, split,
+                                                          static_cast<float*>(workspace), stream_));
   } else {
     CUDA_RETURN_IF_ERROR(cuda::LaunchPagedAttention(args, q.dtype, stream_));
   }

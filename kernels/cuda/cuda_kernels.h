@@ -102,6 +102,21 @@ cudaError_t LaunchPagedAttention(const AttentionArgs& args, DType q_type, cudaSt
 // 64 query rows, kv head) so each K/V row serves every query row of the
 // tile; for steps with prefill chunks. Needs TiledAttentionSupports(args).
 bool TiledAttentionSupports(const AttentionArgs& args);
+
+// Decode-only steps (cuda_attention_decode.cu): one block per (sequence, kv
+// head, split of the keys), each K/V row read once for its whole GQA group;
+// splits > 1 write partials to a workspace that a second kernel merges.
+struct DecodeSplit {
+  int num_splits = 1;
+  int split_len = 32;  // keys per split, a multiple of 32
+};
+bool DecodeAttentionSupports(const AttentionArgs& args);
+DecodeSplit PlanDecodeSplit(int num_seqs, int num_kv_heads, int max_context_len,
+                            int multiprocessors);
+size_t DecodeWorkspaceBytes(const AttentionArgs& args, const DecodeSplit& split);
+cudaError_t LaunchDecodePagedAttention(const AttentionArgs& args, DType q_type,
+                                       const DecodeSplit& split, float* workspace,
+                                       cudaStream_t stream);
 cudaError_t LaunchTiledPagedAttention(const AttentionArgs& args, DType q_type, cudaStream_t stream);
 
 }  // namespace alignserve::cuda

@@ -360,8 +360,8 @@ TEST_CASE("cuda paged attention matches the cpu over mixed prefill and decode ba
 }
 
 // A wide decode-only step: 140 sequences of one token over histories up to
-// 300 tokens (the per-(token, head) kernel; routing wide decode steps to the
-// tiled kernel was measured slower on the H100, see benchmarks/RESULTS.md).
+// 300 tokens x 2 kv heads fill the GPU, so the split-K decode kernel runs
+// with one split per sequence.
 TEST_CASE("cuda paged attention matches the cpu over a wide decode-only step") {
   ALIGNSERVE_REQUIRE_CUDA();
   CpuBackend cpu_backend;
@@ -374,6 +374,26 @@ TEST_CASE("cuda paged attention matches the cpu over a wide decode-only step") {
     for (int group : {1, 4, 8}) {
       INFO("head_dim " << head_dim << " group " << group);
       CheckAttention(cpu_backend, *cuda, {head_dim, group, 16}, rng, decodes);
+    }
+  }
+}
+
+// A narrow decode-only step with long contexts: 5 sequences x 2 kv heads
+// leave the GPU idle, so the decode kernel splits the keys (up to 6 splits
+// of 256) and merges the partials; the short sequences see splits with no
+// keys at all.
+TEST_CASE("cuda paged attention matches the cpu over a narrow long-context decode step") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  CpuBackend cpu_backend;
+  auto cuda = MakeCuda();
+  std::mt19937 rng(9);
+  const std::vector<SeqSpec> decodes = {{1500, 1}, {700, 1}, {31, 1}, {0, 1}, {257, 1}};
+  for (int head_dim : {64, 128}) {
+    for (int group : {1, 3, 4, 8}) {
+      for (int block_size : {16, 32}) {
+        INFO("head_dim " << head_dim << " group " << group << " block_size " << block_size);
+        CheckAttention(cpu_backend, *cuda, {head_dim, group, block_size}, rng, decodes);
+      }
     }
   }
 }
