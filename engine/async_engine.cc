@@ -147,6 +147,7 @@ void AsyncEngine::RunStep() {
     e.index = o.index;
     e.token_ids = std::move(o.new_token_ids);
     e.text = std::move(o.text);
+    e.logprobs = std::move(o.logprobs);
     e.finished = o.finished;
     e.finish_reason = o.finish_reason;
     it->second->Push(std::move(e));

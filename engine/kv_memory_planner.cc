@@ -36,6 +36,18 @@ BatchLayout ProfileLayout(const ProfileShape& shape, int32_t* num_blocks) {
   return layout;
 }
 
+size_t KvBytesPerBlock(Model& model, int32_t block_size) {
+  const ModelConfig& c = model.config();
+  KvCacheSpec spec;
+  spec.num_layers = c.num_layers;
+  spec.num_blocks = 1;
+  spec.block_size = block_size;
+  spec.num_kv_heads = c.num_kv_heads;
+  spec.head_dim = c.head_dim;
+  spec.dtype = model.backend().activation_dtype();
+  return spec.total_bytes();
+}
+
 std::string KvMemoryPlan::Describe() const {
   return absl::StrFormat(
       "KV cache: %d blocks (%.2f GiB) of %.2f GiB device memory; %.2f GiB in use after the "

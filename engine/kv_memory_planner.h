@@ -56,6 +56,9 @@ absl::StatusOr<KvMemoryPlan> KvPlanFromMemory(const DeviceMemoryInfo& after_prof
                                               double utilization, size_t block_bytes,
                                               int32_t min_blocks);
 
+// K and V bytes of one block over all layers of `model` on its backend.
+size_t KvBytesPerBlock(Model& model, int32_t block_size);
+
 using MemoryProbe = std::function<absl::StatusOr<DeviceMemoryInfo>()>;
 
 // Runs the profile step on `model` (its KV written to a temporary cache that

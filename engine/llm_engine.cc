@@ -180,9 +180,13 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
       record.closed.push_back(seq);
       continue;
     }
-    const int32_t first = out.has_logits[row] ? results[r++].token : out.argmax[row];
+    const SampleResult* sampled_first = out.has_logits[row] ? &results[r++] : nullptr;
+    const int32_t first = sampled_first ? sampled_first->token : out.argmax[row];
     SequenceOutput so{seq->seq_id(), first, FinishReason::kNone, {}};
     outputs.push_back(Emit(state, so.token_id, so.finish));
+    if (sampled_first && seq->group().params().sampling.logprobs) {
+      outputs.back().logprobs.push_back(sampled_first->logprobs);
+    }
     record.output_seqs.push_back(seq);
     if (state.fork_pending) {
       state.fork_pending = false;
@@ -190,11 +194,15 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
       fork.group = &seq->group();
       const int n = seq->group().params().sampling.n;
       for (int i = 1; i < n; ++i) {
-        const int32_t token = results[r++].token;
+        const SampleResult& drawn = results[r++];
+        const int32_t token = drawn.token;
         fork.children.push_back(NewState(*seq, i, state.seed + static_cast<uint64_t>(i)));
         FinishReason decision = FinishReason::kNone;
         fork.output_rows.push_back(outputs.size());
         outputs.push_back(Emit(fork.children.back(), token, decision));
+        if (seq->group().params().sampling.logprobs) {
+          outputs.back().logprobs.push_back(drawn.logprobs);
+        }
         record.output_seqs.push_back(nullptr);
         fork.children.back().deferred_finish = decision;  // settled in FinishOutputs
         so.fork_tokens.push_back(token);

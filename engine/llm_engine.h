@@ -67,6 +67,9 @@ struct RequestOutput {
   // The choice (OpenAI choices[index]): 0 .. SamplingParams::n - 1; 0 for n = 1.
   int index = 0;
   std::vector<int32_t> new_token_ids;  // sampled this step (a stop token included)
+  // With SamplingParams::logprobs: one entry per new token (its logprob,
+  // rank and the top alternatives); empty otherwise.
+  std::vector<PositionLogprobs> logprobs;
   std::string text;                    // text delta safe to stream now
   // The whole request is done (every choice finished). Set only on the
   // request's LAST output of the step, so a consumer may close the stream on
@@ -132,6 +135,7 @@ class LlmEngine {
   EngineStats stats() const;
   const Scheduler& scheduler() const { return *scheduler_; }
   const EngineConfig& config() const { return config_; }
+  const ModelText& text() const { return text_; }
 
  private:
   // Sampler, stop and detokenizer state of one live sequence.

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/logprobs.h"
 #include "engine/sequence.h"
 
 namespace alignserve {
@@ -35,6 +36,7 @@ struct StreamEvent {
   int index = 0;                   // the choice (0..n-1) these tokens belong to
   std::vector<int32_t> token_ids;  // sampled this step (usually one)
   std::string text;                // text delta safe to show now
+  std::vector<PositionLogprobs> logprobs;  // per token, when the request asked for them
   // The whole request is done (every choice); set on its last event only.
   bool finished = false;
   // Set on every event of a choice that has finished (kNone while it runs).

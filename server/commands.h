@@ -9,6 +9,8 @@ namespace alignserve {
 int RunGenerate(int argc, char** argv);
 // Offline throughput / latency benchmark of the AsyncEngine.
 int RunBenchOffline(int argc, char** argv);
+// The OpenAI-compatible HTTP server.
+int RunServe(int argc, char** argv);
 
 }  // namespace alignserve
 

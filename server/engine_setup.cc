@@ -1,5 +1,6 @@
 #include "server/engine_setup.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <utility>
@@ -28,6 +29,8 @@ void AddEngineFlags(ArgParser& args, EngineFlags* f) {
   args.AddInt("max-num-batched-tokens", &f->max_num_batched_tokens, "token budget of one step");
   args.AddInt("max-model-len", &f->max_model_len,
               "longest sequence (prompt + output); 0 is the model's own context length");
+  args.AddFloat("kv-cache-gib", &f->kv_cache_gib,
+                "KV cache size on the CPU, GiB (GPUs size it from --gpu-memory-utilization)");
   args.AddBool("skip-tokenizer-init", &f->skip_tokenizer_init,
                "load no tokenizer: token ids in and out, no text (a checkpoint without one)");
 }
@@ -42,6 +45,10 @@ absl::Status CheckEngineFlags(const EngineFlags& f) {
   RETURN_IF_ERROR(positive("max-num-batched-tokens", f.max_num_batched_tokens));
   if (f.num_blocks < 0) return absl::InvalidArgumentError("--num-blocks must be >= 0");
   if (f.max_model_len < 0) return absl::InvalidArgumentError("--max-model-len must be >= 0");
+  if (!(f.kv_cache_gib > 0.0f && f.kv_cache_gib <= 1024.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-gib must be in (0, 1024], got ", f.kv_cache_gib));
+  }
   if (!(f.gpu_memory_utilization > 0.0f && f.gpu_memory_utilization <= 1.0f)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ", f.gpu_memory_utilization));
@@ -108,8 +115,15 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int
                        PlanKvCacheFromMemory(model, shape, f.gpu_memory_utilization));
       std::fprintf(stderr, "alignserve: %s\n", plan.Describe().c_str());
       config.scheduler.num_blocks = plan.num_blocks;
-    } else {
+    } else if (cpu_num_blocks > 0) {
       config.scheduler.num_blocks = cpu_num_blocks;
+    } else {
+      const size_t block_bytes = KvBytesPerBlock(model, f.block_size);
+      const double budget = static_cast<double>(f.kv_cache_gib) * (1 << 30);
+      config.scheduler.num_blocks =
+          static_cast<int>(std::min(budget / static_cast<double>(block_bytes), 1e9));
+      std::fprintf(stderr, "alignserve: KV cache: %d blocks of %d tokens (%.2f GiB)\n",
+                   config.scheduler.num_blocks, f.block_size, f.kv_cache_gib);
     }
   }
   return LlmEngine::Create(std::move(backend), std::move(*loaded), config);

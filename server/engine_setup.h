@@ -31,6 +31,7 @@ struct EngineFlags {
   int max_num_batched_tokens = 2048;
   int max_model_len = 0;  // 0: the model's own context length
   bool skip_tokenizer_init = false;
+  float kv_cache_gib = 1.0f;  // KV budget where the device has no memory of its own (CPU)
 };
 
 // Declares the flags above on `args` (targets in *f).
@@ -44,7 +45,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device);
 
 // Creates the backend, loads the model, sizes the KV cache and builds the
 // engine (which owns backend and model). cpu_num_blocks: the KV blocks to
-// use when --num-blocks is 0 and the device has no memory of its own.
+// use when --num-blocks is 0 and the device has no memory of its own; 0
+// sizes them from --kv-cache-gib.
 // Progress and the KV plan go to stderr.
 absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int cpu_num_blocks,
                                                        uint64_t seed);

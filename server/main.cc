@@ -14,6 +14,7 @@ constexpr char kUsage[] =
     "\n"
     "commands:\n"
     "  generate       stream one completion of a prompt to stdout\n"
+    "  serve          OpenAI-compatible HTTP server (the main job)\n"
     "  bench-offline  offline throughput and latency benchmark of the engine\n"
     "\n"
     "Run 'alignserve COMMAND --help' for a command's flags.\n";
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   }
   if (!std::strcmp(argv[1], "generate")) return alignserve::RunGenerate(argc, argv);
   if (!std::strcmp(argv[1], "bench-offline")) return alignserve::RunBenchOffline(argc, argv);
+  if (!std::strcmp(argv[1], "serve")) return alignserve::RunServe(argc, argv);
   std::fprintf(stderr, "alignserve: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }

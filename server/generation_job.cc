@@ -1,0 +1,221 @@
+#include "server/generation_job.h"
+
+#include <ctime>
+#include <optional>
+#include <utility>
+
+namespace alignserve {
+
+void GenerationJob::Start(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
+                          std::shared_ptr<HttpExchange> exchange,
+                          std::shared_ptr<ServingMetrics> metrics, std::string model_name) {
+  auto job = std::make_shared<GenerationJob>(std::move(request), engine, text, exchange,
+                                             std::move(metrics), std::move(model_name));
+  // Everything of the job runs on the connection's strand.
+  exchange->Run([job] { job->Submit(); });
+}
+
+GenerationJob::GenerationJob(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
+                             std::shared_ptr<HttpExchange> exchange,
+                             std::shared_ptr<ServingMetrics> metrics, std::string model_name)
+    : request_(std::move(request)),
+      engine_(engine),
+      text_(text),
+      exchange_(std::move(exchange)),
+      metrics_(std::move(metrics)) {
+  header_.id = NewRequestId(request_.kind);
+  header_.created = static_cast<int64_t>(std::time(nullptr));
+  header_.model = std::move(model_name);
+  header_.include_usage = request_.include_usage;
+  choices_.resize(request_.prompts.size() * static_cast<size_t>(request_.params.n));
+}
+
+void GenerationJob::Submit() {
+  auto self = shared_from_this();
+  for (size_t p = 0; p < request_.prompts.size(); ++p) {
+    Submission s;
+    s.prompt_tokens = request_.prompts[p].size();
+    s.submitted = Clock::now();
+    absl::StatusOr<std::shared_ptr<RequestStream>> stream =
+        engine_.Submit(request_.prompts[p], request_.params);
+    if (!stream.ok()) return Fail(stream.status());
+    s.stream = std::move(*stream);
+    submissions_.push_back(std::move(s));
+  }
+  exchange_->OnClose([self] { self->AbortAll(); });
+  if (request_.stream) {
+    exchange_->StartStream(200, "text/event-stream");
+    stream_started_ = true;
+    const int n = request_.params.n;
+    for (size_t i = 0; i < choices_.size(); ++i) {
+      const int index = static_cast<int>(i);
+      if (request_.kind == ApiKind::kChat) {
+        exchange_->Write(SseEvent(ChatRoleChunk(header_, index)));
+      } else if (request_.echo) {
+        exchange_->Write(SseEvent(
+            CompletionChunk(header_, index, request_.prompt_texts[i / n], FinishReason::kNone)));
+      }
+    }
+  }
+  // The hook only posts: draining happens here, on the strand. It holds the
+  // job until Complete / Fail clears it.
+  std::shared_ptr<HttpExchange> exchange = exchange_;
+  for (Submission& s : submissions_) {
+    s.stream->SetNotify([self, exchange] { exchange->Run([self] { self->Drain(); }); });
+  }
+  Drain();
+}
+
+void GenerationJob::Drain() {
+  if (ended_) return;
+  bool all_done = true;
+  for (size_t p = 0; p < submissions_.size(); ++p) {
+    Submission& s = submissions_[p];
+    while (!s.done) {
+      std::optional<StreamEvent> e = s.stream->TryNext();
+      if (!e) break;
+      OnEvent(p, *e);
+      if (ended_) return;
+    }
+    all_done = all_done && s.done;
+  }
+  if (all_done) Complete();
+}
+
+void GenerationJob::OnEvent(size_t prompt, StreamEvent& e) {
+  if (!e.status.ok()) return Fail(e.status);
+  Submission& s = submissions_[prompt];
+  const int index = static_cast<int>(prompt) * request_.params.n + e.index;
+  if (index < 0 || static_cast<size_t>(index) >= choices_.size()) {
+    return Fail(absl::InternalError("engine event for an unknown choice"));
+  }
+  Choice& choice = choices_[index];
+  if (!e.token_ids.empty()) {
+    if (s.generated == 0) {
+      s.first_token = e.emitted_at;
+    } else {
+      const double gap = std::chrono::duration<double>(e.emitted_at - s.last_event).count();
+      for (size_t i = 0; i < e.token_ids.size(); ++i) {
+        s.gaps.push_back(gap / static_cast<double>(e.token_ids.size()));
+      }
+    }
+    s.generated += static_cast<int64_t>(e.token_ids.size());
+  }
+  s.last_event = e.emitted_at;
+  choice.text += e.text;
+  choice.tokens.insert(choice.tokens.end(), e.token_ids.begin(), e.token_ids.end());
+  choice.logprobs.insert(choice.logprobs.end(), e.logprobs.begin(), e.logprobs.end());
+  if (e.finish_reason != FinishReason::kNone) choice.finish_reason = e.finish_reason;
+  if (request_.stream) StreamChunks(index, e, choice);
+  if (e.finished) {
+    s.done = true;
+    RecordFinished(s, choices_[prompt * request_.params.n].finish_reason);
+  }
+}
+
+void GenerationJob::StreamChunks(int index, const StreamEvent& e, Choice& choice) {
+  const bool finish_now = choice.finish_reason != FinishReason::kNone && !choice.finish_sent;
+  if (e.text.empty() && !finish_now) return;  // bytes held back mid-character
+  const FinishReason reason = finish_now ? choice.finish_reason : FinishReason::kNone;
+  choice.finish_sent = choice.finish_sent || finish_now;
+  nlohmann::json logprobs = nullptr;
+  if (request_.logprobs && !e.logprobs.empty() && text_.tokenizer) {
+    logprobs = request_.kind == ApiKind::kChat
+                   ? ChatLogprobs(*text_.tokenizer, e.token_ids, e.logprobs)
+                   : CompletionLogprobs(*text_.tokenizer, e.token_ids, e.logprobs,
+                                        static_cast<int64_t>(choice.text.size() - e.text.size()));
+  }
+  exchange_->Write(SseEvent(request_.kind == ApiKind::kChat
+                                ? ChatContentChunk(header_, index, e.text, reason, logprobs)
+                                : CompletionChunk(header_, index, e.text, reason, logprobs)));
+}
+
+void GenerationJob::RecordFinished(const Submission& s, FinishReason reason) {
+  if (!metrics_) return;
+  RequestRecord r;
+  r.prompt_tokens = static_cast<int64_t>(s.prompt_tokens);
+  r.generation_tokens = s.generated;
+  r.finish_reason = reason;
+  if (s.generated > 0) {
+    r.ttft_seconds = std::chrono::duration<double>(s.first_token - s.submitted).count();
+  }
+  r.e2e_seconds = std::chrono::duration<double>(s.last_event - s.submitted).count();
+  r.inter_token_seconds = s.gaps;
+  metrics_->OnRequestFinished(r);
+}
+
+nlohmann::json GenerationJob::LogprobsOf(const Choice& choice, size_t prompt) const {
+  if (!request_.logprobs || !text_.tokenizer) return nullptr;
+  if (request_.kind == ApiKind::kChat) {
+    return ChatLogprobs(*text_.tokenizer, choice.tokens, choice.logprobs);
+  }
+  const int64_t offset =
+      request_.echo ? static_cast<int64_t>(request_.prompt_texts[prompt].size()) : 0;
+  return CompletionLogprobs(*text_.tokenizer, choice.tokens, choice.logprobs, offset);
+}
+
+void GenerationJob::Complete() {
+  ended_ = true;
+  for (Submission& s : submissions_) s.stream->SetNotify(nullptr);  // breaks the cycle
+  if (exchange_->closed()) return;
+  Usage usage;
+  for (const Submission& s : submissions_) usage.prompt_tokens += static_cast<int>(s.prompt_tokens);
+  for (const Choice& c : choices_) usage.completion_tokens += static_cast<int>(c.tokens.size());
+  const int n = request_.params.n;
+  if (!request_.stream) {
+    std::vector<ChoiceOutput> out(choices_.size());
+    for (size_t i = 0; i < choices_.size(); ++i) {
+      const size_t prompt = i / n;
+      out[i].index = static_cast<int>(i);
+      out[i].text =
+          request_.echo ? request_.prompt_texts[prompt] + choices_[i].text : choices_[i].text;
+      out[i].token_ids = choices_[i].tokens;
+      out[i].finish_reason = choices_[i].finish_reason;
+      out[i].logprobs = LogprobsOf(choices_[i], prompt);
+    }
+    const nlohmann::json body =
+        request_.kind == ApiKind::kChat
+            ? ChatResponse(header_.id, header_.created, header_.model, out, usage)
+            : CompletionResponse(header_.id, header_.created, header_.model, out, usage);
+    exchange_->Reply(200, "application/json",
+                     body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    return;
+  }
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    Choice& c = choices_[i];
+    if (c.finish_sent) continue;
+    const FinishReason reason =
+        c.finish_reason == FinishReason::kNone ? FinishReason::kStop : c.finish_reason;
+    const int index = static_cast<int>(i);
+    exchange_->Write(SseEvent(request_.kind == ApiKind::kChat
+                                  ? ChatContentChunk(header_, index, "", reason)
+                                  : CompletionChunk(header_, index, "", reason)));
+  }
+  if (request_.include_usage) exchange_->Write(SseEvent(UsageChunk(header_, request_.kind, usage)));
+  exchange_->Write(SseDone());
+  exchange_->Finish();
+}
+
+void GenerationJob::Fail(const absl::Status& status) {
+  if (ended_) return;
+  ended_ = true;
+  AbortAll();
+  for (Submission& s : submissions_) s.stream->SetNotify(nullptr);
+  const ApiError error = ErrorFromStatus(status);
+  if (!stream_started_) {
+    exchange_->Reply(error.http_status, "application/json", error.ToJson().dump());
+    return;
+  }
+  // The status line went out already: the error travels as an event.
+  exchange_->Write(SseEvent(error.ToJson()));
+  exchange_->Write(SseDone());
+  exchange_->Finish();
+}
+
+void GenerationJob::AbortAll() {
+  for (Submission& s : submissions_) {
+    if (!s.done) engine_.Abort(s.stream->request_id());
+  }
+}
+
+}  // namespace alignserve

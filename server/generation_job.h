@@ -1,0 +1,87 @@
+// GenerationJob: one OpenAI completion or chat request in flight. It submits
+// each prompt to the AsyncEngine (n choices each), drains the engine's
+// streams on the HTTP connection's strand (the streams' notify hook only
+// posts there), and answers the exchange: one JSON body when every choice
+// has finished, or server-sent events as tokens arrive. OpenAI's choice
+// index is prompt * n + the engine's choice index.
+//
+// A client that goes away aborts every engine request of the job; an
+// engine error ends the answer with the error (a status code when nothing
+// was sent yet, else an SSE error event and [DONE]). Each finished engine
+// request is recorded in the serving metrics.
+// Thread-safety: Start from any thread; everything else runs on the
+// exchange's strand.
+#ifndef ALIGNSERVE_SERVER_GENERATION_JOB_H_
+#define ALIGNSERVE_SERVER_GENERATION_JOB_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/async_engine.h"
+#include "server/http_server.h"
+#include "server/openai_request.h"
+#include "server/openai_response.h"
+#include "server/serving_metrics.h"
+
+namespace alignserve {
+
+class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
+ public:
+  // Submits the request's prompts and starts answering `exchange`. A
+  // submission the engine refuses (shutting down) is answered at once.
+  static void Start(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
+                    std::shared_ptr<HttpExchange> exchange, std::shared_ptr<ServingMetrics> metrics,
+                    std::string model_name);
+
+  GenerationJob(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
+                std::shared_ptr<HttpExchange> exchange, std::shared_ptr<ServingMetrics> metrics,
+                std::string model_name);
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Choice {
+    std::string text;
+    std::vector<int32_t> tokens;
+    std::vector<PositionLogprobs> logprobs;
+    FinishReason finish_reason = FinishReason::kNone;
+    bool finish_sent = false;  // streaming: its last chunk went out
+  };
+  // One engine request: a prompt with its n choices.
+  struct Submission {
+    std::shared_ptr<RequestStream> stream;
+    size_t prompt_tokens = 0;
+    Clock::time_point submitted;
+    Clock::time_point first_token;
+    Clock::time_point last_event;
+    std::vector<double> gaps;
+    int64_t generated = 0;
+    bool done = false;
+  };
+
+  void Submit();
+  void Drain();
+  void OnEvent(size_t prompt, StreamEvent& event);
+  void RecordFinished(const Submission& s, FinishReason reason);
+  void StreamChunks(int choice_index, const StreamEvent& event, Choice& choice);
+  void Complete();
+  void Fail(const absl::Status& status);
+  void AbortAll();
+  nlohmann::json LogprobsOf(const Choice& choice, size_t prompt) const;
+
+  OpenAiRequest request_;
+  AsyncEngine& engine_;
+  const ModelText& text_;
+  std::shared_ptr<HttpExchange> exchange_;
+  std::shared_ptr<ServingMetrics> metrics_;
+  StreamHeader header_;
+  std::vector<Submission> submissions_;
+  std::vector<Choice> choices_;  // [prompts * n]
+  bool ended_ = false;
+  bool stream_started_ = false;  // the 200 and SSE headers went out
+};
+
+}  // namespace alignserve
+
+#endif  // ALIGNSERVE_SERVER_GENERATION_JOB_H_

@@ -1,0 +1,74 @@
+// OpenAiServer: the routes of `alignserve serve` over one AsyncEngine. It
+// answers every HttpExchange of the HTTP server: the OpenAI-compatible
+// /v1/completions and /v1/chat/completions (whole or streamed as server-sent
+// events), /v1/models, /tokenize, /detokenize, and the operational routes
+// /health (liveness), /ready (model loaded), /metrics (Prometheus).
+//
+// Life cycle: it answers from the moment the HTTP server listens; until
+// SetEngine it is "loading" (/ready and generation routes 503); after
+// SetDraining (SIGTERM) new generation requests get 503 while the ones in
+// flight finish. Access: with an API key, every /v1 route needs
+// `Authorization: Bearer KEY` (compared in constant time); paths with
+// "//", ".." or percent-escapes are refused before routing, so they cannot
+// sidestep the check.
+// Thread-safety: Handle runs on the HTTP server's threads, concurrently;
+// SetEngine / SetDraining from the controlling thread.
+#ifndef ALIGNSERVE_SERVER_OPENAI_SERVER_H_
+#define ALIGNSERVE_SERVER_OPENAI_SERVER_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/async_engine.h"
+#include "models/model_text.h"
+#include "server/http_server.h"
+#include "server/openai_request.h"
+#include "server/serving_metrics.h"
+
+namespace alignserve {
+
+struct OpenAiServerOptions {
+  std::string served_model_name = "default";
+  std::string api_key;                 // empty: no authentication
+  int32_t max_queued_requests = 1024;  // unfinished requests beyond this get 429
+  // The engine counts as stuck when it has work but made no progress for this long.
+  std::chrono::seconds liveness_timeout{60};
+};
+
+class OpenAiServer {
+ public:
+  explicit OpenAiServer(OpenAiServerOptions options);
+  ~OpenAiServer();
+
+  // The model is loaded: generation routes open. `engine` and `text` must
+  // outlive the server's handling (the caller stops HTTP before freeing them).
+  void SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len, int vocab_size);
+  // Shutdown began: new generation requests get 503; /ready turns false.
+  void SetDraining();
+
+  void Handle(const HttpRequest& request, std::shared_ptr<HttpExchange> exchange);
+
+ private:
+  enum class State { kLoading, kReady, kDraining };
+  void HandleGeneration(ApiKind kind, const HttpRequest& request,
+                        std::shared_ptr<HttpExchange> exchange);
+  void HandleTokenize(const HttpRequest& request, HttpExchange& exchange);
+  void HandleDetokenize(const HttpRequest& request, HttpExchange& exchange);
+  void HandleModels(HttpExchange& exchange);
+  void HandleHealth(HttpExchange& exchange);
+  bool Authorized(const HttpRequest& request) const;
+
+  OpenAiServerOptions options_;
+  std::atomic<State> state_{State::kLoading};
+  AsyncEngine* engine_ = nullptr;  // set once by SetEngine, before state_ turns kReady
+  ServeContext context_;
+  std::shared_ptr<ServingMetrics> metrics_;
+  int64_t created_ = 0;  // unix time the model became ready (for /v1/models)
+};
+
+}  // namespace alignserve
+
+#endif  // ALIGNSERVE_SERVER_OPENAI_SERVER_H_

@@ -1,0 +1,158 @@
+// `alignserve serve`: the OpenAI-compatible HTTP server over the engine.
+//
+// Start-up order follows what operators probe: the HTTP port opens first
+// (/health answers, /ready is 503 while the model loads), then the model
+// loads and the KV cache is sized, then /ready turns 200. SIGTERM or SIGINT
+// drains: the port stops accepting, new generation requests get 503, those
+// in flight finish within --shutdown-timeout seconds (then they are
+// aborted), and the process exits 0.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "engine/async_engine.h"
+#include "kernels/status_macros.h"
+#include "server/cli_args.h"
+#include "server/commands.h"
+#include "server/engine_setup.h"
+#include "server/http_server.h"
+#include "server/openai_server.h"
+
+namespace alignserve {
+namespace {
+
+struct ServeFlags {
+  EngineFlags engine;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;
+  std::string served_model_name;  // empty: the model's file or folder name
+  int max_queued_requests = 1024;
+  int shutdown_timeout = 30;  // seconds
+  int http_threads = 2;
+  int max_request_kib = 8192;
+  std::optional<uint64_t> seed;
+};
+
+absl::Status CheckFlags(const ServeFlags& f) {
+  if (f.port < 0 || f.port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--port must be in [0, 65535], got ", f.port));
+  }
+  if (f.max_queued_requests <= 0) {
+    return absl::InvalidArgumentError("--max-queued-requests must be > 0");
+  }
+  if (f.shutdown_timeout < 0) return absl::InvalidArgumentError("--shutdown-timeout must be >= 0");
+  if (f.http_threads <= 0) return absl::InvalidArgumentError("--http-threads must be > 0");
+  if (f.max_request_kib <= 0) return absl::InvalidArgumentError("--max-request-kib must be > 0");
+  if (f.engine.skip_tokenizer_init) {
+    return absl::InvalidArgumentError(
+        "serve needs the model's tokenizer for the OpenAI API; drop --skip-tokenizer-init");
+  }
+  return CheckEngineFlags(f.engine);
+}
+
+// Blocks SIGINT and SIGTERM in this thread and every thread it starts later,
+// so that WaitForSignal receives them synchronously.
+sigset_t BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+absl::Status Serve(const ServeFlags& f) {
+  const sigset_t stop_signals = BlockStopSignals();
+  OpenAiServerOptions server_options;
+  server_options.api_key = f.api_key;
+  server_options.max_queued_requests = f.max_queued_requests;
+  server_options.served_model_name =
+      f.served_model_name.empty() ? f.engine.model : f.served_model_name;
+  OpenAiServer api(server_options);
+  HttpServerOptions http_options;
+  http_options.host = f.host;
+  http_options.port = static_cast<uint16_t>(f.port);
+  http_options.threads = f.http_threads;
+  http_options.max_body_bytes = static_cast<size_t>(f.max_request_kib) << 10;
+  HttpServer http(http_options,
+                  [&api](const HttpRequest& request, std::shared_ptr<HttpExchange> exchange) {
+                    api.Handle(request, std::move(exchange));
+                  });
+  RETURN_IF_ERROR(http.Start());
+  std::fprintf(stderr, "alignserve: listening on http://%s:%u (loading the model)\n",
+               f.host.c_str(), http.port());
+
+  ASSIGN_OR_RETURN(std::unique_ptr<LlmEngine> llm, BuildEngine(f.engine, 0, f.seed.value_or(0)));
+  const ModelText* text = &llm->text();
+  const int max_model_len = llm->config().scheduler.max_model_len;
+  const int vocab = llm->vocab_size();
+  ASSIGN_OR_RETURN(std::unique_ptr<AsyncEngine> engine, AsyncEngine::Create(std::move(llm)));
+  api.SetEngine(engine.get(), text, max_model_len, vocab);
+  std::fprintf(stderr, "alignserve: ready: model '%s' on http://%s:%u/v1 (max_model_len %d)\n",
+               server_options.served_model_name.c_str(), f.host.c_str(), http.port(),
+               max_model_len);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::fprintf(stderr, "alignserve: %s: draining (up to %d s)\n",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT", f.shutdown_timeout);
+  api.SetDraining();
+  http.StopAccepting();
+  engine->Shutdown(std::chrono::seconds(f.shutdown_timeout));
+  // Let the last events reach their connections before closing them.
+  for (int i = 0; i < 100 && http.open_connections() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  http.Stop();
+  std::fprintf(stderr, "alignserve: stopped\n");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunServe(int argc, char** argv) {
+  ServeFlags f;
+  ArgParser args("alignserve serve",
+                 "Serves the model over an OpenAI-compatible HTTP API (/v1/completions, "
+                 "/v1/chat/completions, /v1/models, /tokenize, /detokenize) with /health, "
+                 "/ready and Prometheus /metrics. SIGTERM drains and exits 0.");
+  AddEngineFlags(args, &f.engine);
+  args.AddString("host", &f.host, "address to listen on (127.0.0.1: this machine only)");
+  args.AddInt("port", &f.port, "HTTP port (0: any free port, printed at start)");
+  args.AddString("api-key", &f.api_key,
+                 "require 'Authorization: Bearer KEY' on /v1 routes (empty: no key)");
+  args.AddString("served-model-name", &f.served_model_name,
+                 "the model name clients send (default: the --model value)");
+  args.AddInt("max-queued-requests", &f.max_queued_requests,
+              "unfinished requests beyond this are refused with 429 and Retry-After");
+  args.AddInt("shutdown-timeout", &f.shutdown_timeout,
+              "seconds in-flight requests may run after SIGTERM before they are aborted");
+  args.AddInt("http-threads", &f.http_threads, "threads of the HTTP event loop");
+  args.AddInt("max-request-kib", &f.max_request_kib, "largest request body (KiB); larger: 413");
+  args.AddOptionalUint64("seed", &f.seed, "base seed of requests that set none; unset: 0");
+  absl::Status s = args.Parse(argc, argv, 2);
+  if (args.help_requested()) {
+    std::fputs(args.Help().c_str(), stdout);
+    return 0;
+  }
+  if (s.ok()) s = CheckFlags(f);
+  if (!s.ok()) {
+    std::fprintf(stderr, "alignserve serve: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  s = Serve(f);
+  if (!s.ok()) {
+    std::fprintf(stderr, "alignserve serve: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace alignserve

@@ -1,0 +1,141 @@
+#include "server/serving_metrics.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/base/internal/raw_logging.h"
+
+namespace alignserve {
+namespace {
+
+// vLLM V1's bucket bounds (vllm/v1/metrics/loggers.py), so that quantiles
+// read off the same dashboards have the same resolution.
+std::vector<double> TimeToFirstTokenBuckets() {
+  return {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
+          1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
+}
+std::vector<double> InterTokenLatencyBuckets() {
+  return {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
+          0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
+}
+// e2e latency and queue time share these.
+std::vector<double> RequestLatencyBuckets() {
+  return {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
+          30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+}
+
+// Registration of fixed, valid names cannot fail; a failure is a bug here.
+template <typename T>
+T* Must(absl::StatusOr<T*> result) {
+  ABSL_RAW_CHECK(result.ok(), std::string(result.status().message()).c_str());
+  return *result;
+}
+
+// The increment a cumulative engine total asks for; `seen` tracks the largest
+// total applied, so stale snapshots add nothing.
+int64_t ForwardDelta(int64_t total, int64_t& seen) {
+  if (total <= seen) return 0;
+  const int64_t delta = total - seen;
+  seen = total;
+  return delta;
+}
+
+}  // namespace
+
+ServingMetrics::ServingMetrics(std::string model_name) : model_name_(ToValidUtf8(model_name)) {
+  const std::vector<std::string> model_label = {"model_name"};
+  const std::string& m = model_name_;
+
+  auto gauge = [&](const char* name, const char* help) {
+    return Must(Must(registry_.AddGauge(name, help, model_label))->WithLabels({m}));
+  };
+  num_requests_running_ =
+      gauge("alignserve:num_requests_running", "Number of requests in model execution batches.");
+  num_requests_waiting_ =
+      gauge("alignserve:num_requests_waiting", "Number of requests waiting to be processed.");
+  kv_cache_usage_perc_ =
+      gauge("alignserve:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.");
+
+  auto counter = [&](const char* name, const char* help) {
+    return Must(Must(registry_.AddCounter(name, help, model_label))->WithLabels({m}));
+  };
+  prefix_cache_queries_ = counter("alignserve:prefix_cache_queries",
+                                  "Prefix cache queries, in terms of number of queried blocks.");
+  prefix_cache_hits_ = counter("alignserve:prefix_cache_hits",
+                               "Prefix cache hits, in terms of number of cached blocks.");
+  num_preemptions_ =
+      counter("alignserve:num_preemptions", "Cumulative number of preemptions from the engine.");
+  prompt_tokens_ = counter("alignserve:prompt_tokens", "Number of prefill tokens processed.");
+  generation_tokens_ =
+      counter("alignserve:generation_tokens", "Number of generation tokens processed.");
+
+  CounterFamily* success = Must(registry_.AddCounter("alignserve:request_success",
+                                                     "Count of successfully processed requests.",
+                                                     {"model_name", "finished_reason"}));
+  // All three reasons exist from the start (at 0), so rate() sees the first
+  // increment of each.
+  success_stop_ = Must(success->WithLabels({m, "stop"}));
+  success_length_ = Must(success->WithLabels({m, "length"}));
+  success_abort_ = Must(success->WithLabels({m, "abort"}));
+
+  auto histogram = [&](const char* name, const char* help, std::vector<double> bounds) {
+    return Must(
+        Must(registry_.AddHistogram(name, help, model_label, std::move(bounds)))->WithLabels({m}));
+  };
+  time_to_first_token_ =
+      histogram("alignserve:time_to_first_token_seconds",
+                "Histogram of time to first token in seconds.", TimeToFirstTokenBuckets());
+  inter_token_latency_ =
+      histogram("alignserve:inter_token_latency_seconds",
+                "Histogram of inter-token latency in seconds.", InterTokenLatencyBuckets());
+  e2e_request_latency_ =
+      histogram("alignserve:e2e_request_latency_seconds",
+                "Histogram of e2e request latency in seconds.", RequestLatencyBuckets());
+  request_queue_time_ =
+      histogram("alignserve:request_queue_time_seconds",
+                "Histogram of time spent in WAITING phase for request.", RequestLatencyBuckets());
+}
+
+void ServingMetrics::UpdateFromEngine(const AsyncEngineStats& stats) {
+  num_requests_running_->Set(stats.num_running);
+  num_requests_waiting_->Set(stats.num_waiting);
+  const double usage = stats.num_total_blocks > 0
+                           ? static_cast<double>(stats.num_total_blocks - stats.num_free_blocks) /
+                                 static_cast<double>(stats.num_total_blocks)
+                           : 0.0;
+  kv_cache_usage_perc_->Set(usage);
+
+  std::lock_guard<std::mutex> lock(engine_mu_);
+  num_preemptions_->Inc(
+      static_cast<double>(ForwardDelta(stats.num_preemptions, seen_preemptions_)));
+  prefix_cache_hits_->Inc(
+      static_cast<double>(ForwardDelta(stats.prefix_cache_hit_blocks, seen_prefix_hits_)));
+  prefix_cache_queries_->Inc(
+      static_cast<double>(ForwardDelta(stats.prefix_cache_queried_blocks, seen_prefix_queries_)));
+}
+
+void ServingMetrics::OnRequestFinished(const RequestRecord& record) {
+  if (record.prompt_tokens > 0) prompt_tokens_->Inc(static_cast<double>(record.prompt_tokens));
+  if (record.generation_tokens > 0) {
+    generation_tokens_->Inc(static_cast<double>(record.generation_tokens));
+  }
+  switch (record.finish_reason) {
+    case FinishReason::kStop:
+      success_stop_->Inc();
+      break;
+    case FinishReason::kLength:
+      success_length_->Inc();
+      break;
+    case FinishReason::kAbort:
+      success_abort_->Inc();
+      break;
+    case FinishReason::kNone:
+      break;
+  }
+  if (record.queue_seconds.has_value()) request_queue_time_->Observe(*record.queue_seconds);
+  if (record.ttft_seconds.has_value()) time_to_first_token_->Observe(*record.ttft_seconds);
+  e2e_request_latency_->Observe(record.e2e_seconds);
+  inter_token_latency_->ObserveMany(record.inter_token_seconds);
+}
+
+}  // namespace alignserve

@@ -1,0 +1,106 @@
+// The real `alignserve serve` binary as a child process for end-to-end
+// tests: started on port 0, its port read from its start-up line, its
+// stderr kept, stopped with a signal and its exit code returned.
+#ifndef ALIGNSERVE_TESTS_SERVER_SERVER_PROCESS_H_
+#define ALIGNSERVE_TESTS_SERVER_SERVER_PROCESS_H_
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace alignserve::testing {
+
+class ServerProcess {
+ public:
+  // Runs `alignserve serve --port 0 ARGS...` and waits (up to timeout_s)
+  // for its "ready" line. ok() tells whether it came up.
+  explicit ServerProcess(const std::vector<std::string>& args, int timeout_s = 120) {
+    int pipe_fds[2];
+    if (pipe(pipe_fds) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(pipe_fds[1], STDERR_FILENO);
+      close(pipe_fds[0]);
+      std::vector<std::string> argv_s = {std::string(ALIGNSERVE_BINARY_DIR) + "/alignserve",
+                                         "serve", "--port", "0"};
+      argv_s.insert(argv_s.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (std::string& a : argv_s) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(pipe_fds[1]);
+    fd_ = pipe_fds[0];
+    fcntl(fd_, F_SETFL, O_NONBLOCK);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (std::chrono::steady_clock::now() < deadline) {
+      Pump(100);
+      const size_t at = log_.find("listening on http://127.0.0.1:");
+      if (port_ == 0 && at != std::string::npos) {
+        port_ = static_cast<uint16_t>(std::atoi(log_.c_str() + at + 30));
+      }
+      if (log_.find("ready:") != std::string::npos || exited_) break;
+    }
+  }
+  ~ServerProcess() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (fd_ >= 0) close(fd_);
+  }
+
+  bool ok() const { return port_ != 0 && !exited_ && log_.find("ready:") != std::string::npos; }
+  uint16_t port() const { return port_; }
+  // Everything the server wrote to stderr so far.
+  const std::string& log() {
+    Pump(0);
+    return log_;
+  }
+  // Sends `sig` and waits up to timeout_s for the exit; returns the exit
+  // code, or -1 if it did not exit (it is then killed).
+  int Stop(int sig = SIGTERM, int timeout_s = 30) {
+    kill(pid_, sig);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (std::chrono::steady_clock::now() < deadline) {
+      Pump(50);
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        Pump(0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+    }
+    return -1;
+  }
+
+ private:
+  void Pump(int timeout_ms) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0) return;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd_, buf, sizeof(buf))) > 0) log_.append(buf, static_cast<size_t>(n));
+    int status = 0;
+    if (n == 0 && waitpid(pid_, &status, WNOHANG) == pid_) exited_ = true;
+  }
+
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  bool exited_ = false;
+  std::string log_;
+};
+
+}  // namespace alignserve::testing
+
+#endif  // ALIGNSERVE_TESTS_SERVER_SERVER_PROCESS_H_
