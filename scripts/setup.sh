@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config git python3 python3-pip unzip
+  build-essential cmake ninja-build pkg-config git python3 python3-pip python3-venv unzip
   libabsl-dev nlohmann-json3-dev libsentencepiece-dev catch2 libboost-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
 )
@@ -22,3 +22,4 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 scripts/fetch_model.sh
+scripts/setup_test_python.sh

@@ -203,7 +203,9 @@ void Session::WatchClient() {
 void Session::ClientGone() {
   if (client_gone_) return;
   client_gone_ = true;
-  out_.clear();
+  // A write may be in flight (its completion not yet run): its buffer, the
+  // front of out_, must live until that handler drops it.
+  if (!writing_) out_.clear();
   if (auto exchange = current_.lock()) exchange->MarkClosed();
   if (auto callback = std::move(on_close_)) callback();
   on_close_ = nullptr;
@@ -259,7 +261,10 @@ void Session::Flush() {
   net::async_write(stream_.socket(), net::buffer(out_.front()),
                    [self = shared_from_this()](beast::error_code ec, size_t) {
                      self->writing_ = false;
-                     if (ec) return self->ClientGone();
+                     if (ec || self->client_gone_) {
+                       self->out_.clear();
+                       return self->ClientGone();
+                     }
                      self->out_.pop_front();
                      if (!self->out_.empty()) return self->Flush();
                      if (self->finishing_) self->EndExchange();

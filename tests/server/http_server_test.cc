@@ -145,5 +145,20 @@ TEST_CASE("three hundred concurrent streams on two server threads all complete")
   CHECK(complete == kClients);
 }
 
+// A client that reads its reply and closes at once races the server's write
+// completion against its end-of-stream watch; hundreds of such clients in a
+// row must all get their answer and leave the server up.
+TEST_CASE("clients that close right after their reply never take the server down") {
+  TestServer t;
+  int answered = 0;
+  for (int i = 0; i < 300; ++i) {
+    HttpTestClient c(t.server->port());
+    REQUIRE(c.connected());
+    REQUIRE(c.Request("POST", "/echo", "x"));
+    if (c.Read().status == 200) ++answered;
+  }
+  CHECK(answered == 300);
+}
+
 }  // namespace
 }  // namespace alignserve

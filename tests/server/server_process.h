@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@ class ServerProcess {
     if (pipe(pipe_fds) != 0) return;
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
       dup2(pipe_fds[1], STDERR_FILENO);
       close(pipe_fds[0]);
       std::vector<std::string> argv_s = {std::string(ALIGNSERVE_BINARY_DIR) + "/alignserve",
