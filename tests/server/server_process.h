@@ -73,16 +73,13 @@ class ServerProcess {
   int Stop(int sig = SIGTERM, int timeout_s = 30) {
     kill(pid_, sig);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-    while (std::chrono::steady_clock::now() < deadline) {
+    while (!exited_ && std::chrono::steady_clock::now() < deadline) {
       Pump(50);
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        Pump(0);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
+      Reap();
     }
-    return -1;
+    if (!exited_) return -1;
+    Pump(0);
+    return exit_code_;
   }
 
  private:
@@ -92,14 +89,21 @@ class ServerProcess {
     char buf[4096];
     ssize_t n;
     while ((n = read(fd_, buf, sizeof(buf))) > 0) log_.append(buf, static_cast<size_t>(n));
+    if (n == 0) Reap();
+  }
+  // Collects the exit status once the child has ended (exactly once).
+  void Reap() {
     int status = 0;
-    if (n == 0 && waitpid(pid_, &status, WNOHANG) == pid_) exited_ = true;
+    if (exited_ || waitpid(pid_, &status, WNOHANG) != pid_) return;
+    exited_ = true;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
   pid_t pid_ = -1;
   int fd_ = -1;
   uint16_t port_ = 0;
   bool exited_ = false;
+  int exit_code_ = -1;
   std::string log_;
 };
 
