@@ -546,5 +546,48 @@ TEST_CASE("an engine without a tokenizer generates transformers' greedy ids and 
   CHECK(got == expected);
 }
 
+// Logprobs ride on the outputs: one entry per sampled token, the greedy
+// token ranked first with its top alternative equal to itself.
+TEST_CASE("requests that ask for logprobs get them with every token") {
+  EngineConfig config;
+  config.scheduler.num_blocks = 64;
+  auto engine = LlmEngine::Create(*SharedModel().loaded->model, SharedModel().loaded->text, config);
+  REQUIRE(engine.ok());
+  SamplingParams params;
+  params.temperature = 0.0f;
+  params.max_tokens = 8;
+  params.ignore_eos = true;
+  params.logprobs = 3;
+  REQUIRE((*engine)->AddRequest(1, {1, 504, 3458, 282, 4649, 314}, params).ok());
+  SamplingParams plain = params;
+  plain.logprobs.reset();
+  REQUIRE((*engine)->AddRequest(2, {1, 504, 3458, 282, 4649, 314}, plain).ok());
+  std::vector<int32_t> with, without;
+  while ((*engine)->HasUnfinished()) {
+    auto outputs = (*engine)->Step();
+    REQUIRE(outputs.ok());
+    for (const RequestOutput& o : *outputs) {
+      if (o.request_id == 2) {
+        CHECK(o.logprobs.empty());
+        without.insert(without.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+        continue;
+      }
+      REQUIRE(o.logprobs.size() == o.new_token_ids.size());
+      for (size_t i = 0; i < o.logprobs.size(); ++i) {
+        const PositionLogprobs& lp = o.logprobs[i];
+        CHECK(lp.rank == 1);
+        CHECK(lp.logprob <= 0.0f);
+        REQUIRE(lp.top.size() == 3);
+        CHECK(lp.top[0].token == o.new_token_ids[i]);
+        CHECK(lp.top[0].logprob == lp.logprob);
+        CHECK(lp.top[1].logprob <= lp.top[0].logprob);
+      }
+      with.insert(with.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+    }
+  }
+  CHECK(with.size() == 8);
+  CHECK(with == without);  // the host sampler and the device argmax agree
+}
+
 }  // namespace
 }  // namespace alignserve
