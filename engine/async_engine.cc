@@ -148,6 +148,7 @@ void AsyncEngine::RunStep() {
     e.token_ids = std::move(o.new_token_ids);
     e.text = std::move(o.text);
     e.logprobs = std::move(o.logprobs);
+    e.prompt_logprobs = std::move(o.prompt_logprobs);
     e.finished = o.finished;
     e.finish_reason = o.finish_reason;
     it->second->Push(std::move(e));

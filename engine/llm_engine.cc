@@ -123,12 +123,53 @@ RequestOutput LlmEngine::Emit(SeqState& state, int32_t token, FinishReason& deci
   ro.index = state.index;
   ro.new_token_ids.push_back(token);
   ro.text = std::move(d.text);
+  if (!state.prompt_logprobs_sent && !state.prompt_logprobs.empty()) {
+    ro.prompt_logprobs = std::move(state.prompt_logprobs);
+    state.prompt_logprobs.clear();
+    state.prompt_logprobs_sent = true;
+  }
   return ro;
+}
+
+void LlmEngine::MarkPromptLogprobs(StepPlan& plan) {
+  for (ScheduledSequence& s : plan.seqs) {
+    const Sequence* seq = scheduler_->FindSequence(s.seq_id);
+    if (seq == nullptr || !seq->group().params().sampling.prompt_logprobs) continue;
+    // Positions p < num_prompt_tokens - 1 predict a prompt token; a
+    // recomputed prefill (after preemption) has them already.
+    const SeqState& state = StateFor(*seq);
+    const int32_t wanted = seq->num_prompt_tokens() - 1;
+    s.all_logits =
+        s.start_pos < wanted && static_cast<int32_t>(state.prompt_logprobs.size()) < wanted;
+  }
+}
+
+void LlmEngine::CollectPromptLogprobs(const ScheduledSequence& s, const ForwardOutput& out,
+                                      int first_row) {
+  const Sequence* seq = scheduler_->FindSequence(s.seq_id);
+  if (seq == nullptr) return;
+  SeqState& state = StateFor(*seq);
+  const int k = *seq->group().params().sampling.prompt_logprobs;
+  const int vocab = model_.config().vocab_size;
+  for (int i = 0; i < s.num_tokens(); ++i) {
+    const int32_t p = s.start_pos + i;
+    // Row i predicts the token at p + 1; only prompt tokens, each once.
+    if (p + 1 >= seq->num_prompt_tokens()) break;
+    if (p != static_cast<int32_t>(state.prompt_logprobs.size())) continue;
+    PositionLogprobs lp;
+    ComputePositionLogprobs(ModelRunner::Row(out, first_row + i, vocab), seq->token_ids()[p + 1], k,
+                            &lp);
+    state.prompt_logprobs.push_back(std::move(lp));
+  }
 }
 
 std::vector<uint8_t> LlmEngine::HostLogitsRows(const StepPlan& plan) {
   std::vector<uint8_t> rows;
   for (const ScheduledSequence& s : plan.seqs) {
+    if (s.all_logits) {
+      rows.insert(rows.end(), static_cast<size_t>(s.num_tokens()), 1);
+      continue;
+    }
     if (!s.sample) continue;
     const Sequence* seq = scheduler_->FindSequence(s.seq_id);
     bool host = true;
@@ -149,12 +190,18 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
                                std::vector<RequestOutput>& outputs, StepRecord& record) {
   const int vocab = model_.config().vocab_size;
   std::vector<const Sequence*> sampled;
+  std::vector<int> sample_rows;  // the logits row of each sampled sequence
   std::vector<SamplingRow> rows;
+  int next_row = 0;
   for (const ScheduledSequence& s : plan.seqs) {
+    const int first_row = next_row;
+    next_row += s.all_logits ? s.num_tokens() : (s.sample ? 1 : 0);
+    if (s.all_logits) CollectPromptLogprobs(s, out, first_row);
     if (!s.sample) continue;
-    const int row = static_cast<int>(sampled.size());
+    const int row = next_row - 1;
     const Sequence* seq = scheduler_->FindSequence(s.seq_id);
     sampled.push_back(seq);
+    sample_rows.push_back(row);
     if (seq == nullptr) continue;  // cannot happen in a synchronous step; be safe
     const SeqState& state = StateFor(*seq);
     if (state.deferred_finish != FinishReason::kNone) continue;  // closed, not sampled
@@ -171,8 +218,9 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
   std::vector<SampleResult> results;
   sampler_.SampleBatch(rows, &results);
   size_t r = 0;
-  for (size_t row = 0; row < sampled.size(); ++row) {
-    const Sequence* seq = sampled[row];
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    const Sequence* seq = sampled[i];
+    const int row = sample_rows[i];
     if (seq == nullptr) continue;
     SeqState& state = seqs_.at(seq->seq_id());
     if (state.deferred_finish != FinishReason::kNone) {
@@ -272,7 +320,8 @@ void LlmEngine::ForgetGroup(const SequenceGroup& group) {
 
 absl::StatusOr<std::vector<RequestOutput>> LlmEngine::Step() {
   std::vector<RequestOutput> outputs;
-  const StepPlan plan = scheduler_->Schedule();
+  StepPlan plan = scheduler_->Schedule();
+  MarkPromptLogprobs(plan);
   if (plan.empty()) return outputs;
   ++num_steps_;
   num_preemptions_ += static_cast<int64_t>(plan.preempted.size());

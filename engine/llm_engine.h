@@ -70,7 +70,10 @@ struct RequestOutput {
   // With SamplingParams::logprobs: one entry per new token (its logprob,
   // rank and the top alternatives); empty otherwise.
   std::vector<PositionLogprobs> logprobs;
-  std::string text;                    // text delta safe to stream now
+  // With SamplingParams::prompt_logprobs, on the request's first output:
+  // one entry per prompt token after the first (the first has none).
+  std::vector<PositionLogprobs> prompt_logprobs;
+  std::string text;  // text delta safe to stream now
   // The whole request is done (every choice finished). Set only on the
   // request's LAST output of the step, so a consumer may close the stream on
   // it. If a request ends in a step where none of its choices sampled (a
@@ -150,6 +153,10 @@ class LlmEngine {
     FinishReason deferred_finish = FinishReason::kNone;
     std::unique_ptr<StopChecker> stop;
     std::unique_ptr<IncrementalDetokenizer> detok;
+    // Prompt logprobs collected over the prefill chunks, until the first
+    // output carries them.
+    std::vector<PositionLogprobs> prompt_logprobs;
+    bool prompt_logprobs_sent = false;
   };
 
   LlmEngine(Model& model, const ModelText& text, const EngineConfig& config,
@@ -175,7 +182,12 @@ class LlmEngine {
   // fills the StepOutput and per-choice outputs (in plan order).
   void SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, StepOutput& step_out,
                       std::vector<RequestOutput>& outputs, StepRecord& record);
-  // Per sampled entry of the plan: 1 if the host needs the whole logits row,
+  // Sets ScheduledSequence::all_logits on the prefill chunks of requests
+  // that asked for prompt logprobs.
+  void MarkPromptLogprobs(StepPlan& plan);
+  // Appends the prompt logprobs of an all_logits chunk (rows from first_row).
+  void CollectPromptLogprobs(const ScheduledSequence& s, const ForwardOutput& out, int first_row);
+  // Per logits row of the plan: 1 if the host needs the whole logits row,
   // 0 if the device's argmax is the token (BatchSampler::ArgmaxSuffices).
   std::vector<uint8_t> HostLogitsRows(const StepPlan& plan);
   // Feeds one sampled token to a choice's detokenizer and StopChecker.

@@ -47,9 +47,9 @@ absl::Status ModelRunner::Execute(const StepPlan& plan, const ForwardOptions& op
   }
   const BatchLayout layout = plan.ToBatchLayout();
   RETURN_IF_ERROR(model_.Forward(layout, cache_, options, out));
-  if (out.num_rows != plan.num_sampled()) {
+  if (out.num_rows != plan.num_logits_rows()) {
     return absl::InternalError(absl::StrCat("forward returned ", out.num_rows, " rows for ",
-                                            plan.num_sampled(), " sampled sequences"));
+                                            plan.num_logits_rows(), " logits rows"));
   }
   return absl::OkStatus();
 }

@@ -3,9 +3,9 @@
 // about to write into a block it just stopped sharing), then flattens the
 // plan into a BatchLayout and runs one forward pass over it.
 //
-// The logits rows it returns follow the order of the plan's sampled entries
-// (StepPlan::ToBatchLayout puts a logits index on the last token of each
-// chunk with sample == true): row i belongs to the i-th sampled sequence.
+// The logits rows it returns follow the plan's sequences: every token of an
+// all_logits chunk (prompt logprobs), else the last token of each chunk
+// with sample == true (StepPlan::ToBatchLayout).
 // The model and the cache must outlive the runner.
 // Thread-safety: driven by the engine thread only; not thread-safe.
 #ifndef ALIGNSERVE_ENGINE_MODEL_RUNNER_H_
@@ -29,7 +29,7 @@ class ModelRunner {
   ModelRunner& operator=(const ModelRunner&) = delete;
 
   // Runs `plan` (block copies, then the forward pass). On success out holds
-  // plan.num_sampled() rows of vocab_size logits (and hidden states when
+  // plan.num_logits_rows() rows of vocab_size logits (and hidden states when
   // want_hidden). An empty plan gives zero rows without touching the model.
   // InvalidArgument when a plan's block id lies outside the cache; errors of
   // the backend pass through.

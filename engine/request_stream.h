@@ -37,6 +37,7 @@ struct StreamEvent {
   std::vector<int32_t> token_ids;  // sampled this step (usually one)
   std::string text;                // text delta safe to show now
   std::vector<PositionLogprobs> logprobs;  // per token, when the request asked for them
+  std::vector<PositionLogprobs> prompt_logprobs;  // first event: prompt tokens after the first
   // The whole request is done (every choice); set on its last event only.
   bool finished = false;
   // Set on every event of a choice that has finished (kNone while it runs).

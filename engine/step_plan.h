@@ -28,6 +28,9 @@ struct ScheduledSequence {
   // True when the chunk ends at the sequence's last token, so its logits
   // give the next token: a decode or the last chunk of a (re)prefill.
   bool sample = false;
+  // Logits for every token of the chunk, not only the sampled last one:
+  // the request asked for prompt logprobs (set by the engine).
+  bool all_logits = false;
 
   int32_t num_tokens() const { return static_cast<int32_t>(token_ids.size()); }
 };
@@ -43,6 +46,9 @@ struct StepPlan {
   bool empty() const { return seqs.empty(); }
   int32_t num_tokens() const;
   int32_t num_sampled() const;
+  // Logits rows of the forward pass, in seqs order: a whole chunk for an
+  // all_logits sequence, else one row per sampled sequence.
+  int32_t num_logits_rows() const;
   // The flattened batch for Backend::UploadBatch; logits rows follow the
   // order of the sampled entries of `seqs`.
   BatchLayout ToBatchLayout() const;

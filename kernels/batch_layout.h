@@ -17,12 +17,12 @@
 namespace alignserve {
 
 struct BatchLayout {
-  std::vector<int32_t> token_ids;       // [num_tokens]
-  std::vector<int32_t> positions;       // [num_tokens] absolute position of each token
-  std::vector<int32_t> query_start;     // [num_seqs + 1] row offsets, first 0, last num_tokens
-  std::vector<int32_t> context_lens;    // [num_seqs] KV length of seq s after this step (old + new)
-  std::vector<int32_t> block_tables;    // [num_seqs * max_blocks_per_seq] row s: seq s's block ids,
-                                        // padded with 0 past its last block
+  std::vector<int32_t> token_ids;     // [num_tokens]
+  std::vector<int32_t> positions;     // [num_tokens] absolute position of each token
+  std::vector<int32_t> query_start;   // [num_seqs + 1] row offsets, first 0, last num_tokens
+  std::vector<int32_t> context_lens;  // [num_seqs] KV length of seq s after this step (old + new)
+  std::vector<int32_t> block_tables;  // [num_seqs * max_blocks_per_seq] row s: seq s's block ids,
+                                      // padded with 0 past its last block
   int32_t max_blocks_per_seq = 0;
   std::vector<int64_t> slot_mapping;    // [num_tokens] block_id * block_size + offset of each
                                         // token's K/V slot
@@ -33,9 +33,11 @@ struct BatchLayout {
 
   // Appends one sequence's chunk: `tokens` at positions start_pos.., whose
   // KV slots are given; `blocks` is the sequence's whole block table.
-  // Marks the chunk's last token for logits when want_logits is set.
+  // Marks the chunk's last token for logits when want_logits is set, every
+  // token of the chunk when all_logits is (prompt logprobs).
   void AddSequence(const std::vector<int32_t>& tokens, int32_t start_pos,
-                   const std::vector<int32_t>& blocks, int32_t block_size, bool want_logits);
+                   const std::vector<int32_t>& blocks, int32_t block_size, bool want_logits,
+                   bool all_logits = false);
 
   // Pads block_tables rows to max_blocks_per_seq once all sequences are in.
   void Finish();

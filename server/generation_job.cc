@@ -102,6 +102,7 @@ void GenerationJob::OnEvent(size_t prompt, StreamEvent& e) {
     s.generated += static_cast<int64_t>(e.token_ids.size());
   }
   s.last_event = e.emitted_at;
+  if (!e.prompt_logprobs.empty()) s.prompt_logprobs = std::move(e.prompt_logprobs);
   choice.text += e.text;
   choice.tokens.insert(choice.tokens.end(), e.token_ids.begin(), e.token_ids.end());
   choice.logprobs.insert(choice.logprobs.end(), e.logprobs.begin(), e.logprobs.end());
@@ -149,9 +150,12 @@ nlohmann::json GenerationJob::LogprobsOf(const Choice& choice, size_t prompt) co
   if (request_.kind == ApiKind::kChat) {
     return ChatLogprobs(*text_.tokenizer, choice.tokens, choice.logprobs);
   }
-  const int64_t offset =
-      request_.echo ? static_cast<int64_t>(request_.prompt_texts[prompt].size()) : 0;
-  return CompletionLogprobs(*text_.tokenizer, choice.tokens, choice.logprobs, offset);
+  if (request_.echo) {
+    return EchoCompletionLogprobs(*text_.tokenizer, request_.prompts[prompt],
+                                  submissions_[prompt].prompt_logprobs, choice.tokens,
+                                  choice.logprobs);
+  }
+  return CompletionLogprobs(*text_.tokenizer, choice.tokens, choice.logprobs, 0);
 }
 
 void GenerationJob::Complete() {

@@ -56,6 +56,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     Clock::time_point first_token;
     Clock::time_point last_event;
     std::vector<double> gaps;
+    std::vector<PositionLogprobs> prompt_logprobs;  // echo + logprobs
     int64_t generated = 0;
     bool done = false;
   };

@@ -154,6 +154,38 @@ json CompletionLogprobs(const Tokenizer& tokenizer, std::span<const int32_t> tok
           {"text_offset", std::move(offsets)}};
 }
 
+json EchoCompletionLogprobs(const Tokenizer& tokenizer, std::span<const int32_t> prompt_tokens,
+                            std::span<const PositionLogprobs> prompt_positions,
+                            std::span<const int32_t> tokens,
+                            std::span<const PositionLogprobs> positions) {
+  json out = {{"tokens", json::array()},
+              {"token_logprobs", json::array()},
+              {"top_logprobs", json::array()},
+              {"text_offset", json::array()}};
+  int64_t offset = 0;
+  if (!prompt_tokens.empty()) {
+    const std::string first = tokenizer.TokenBytes(prompt_tokens[0]);
+    out["tokens"].push_back(LossyText(first));
+    out["token_logprobs"].push_back(nullptr);
+    out["top_logprobs"].push_back(nullptr);
+    out["text_offset"].push_back(0);
+    offset = static_cast<int64_t>(first.size());
+  }
+  auto append = [&out, &offset, &tokenizer](std::span<const int32_t> ids,
+                                            std::span<const PositionLogprobs> lps) {
+    const json part = CompletionLogprobs(tokenizer, ids, lps, offset);
+    for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"}) {
+      for (const json& v : part[key]) out[key].push_back(v);
+    }
+    for (size_t i = 0; i < ids.size() && i < lps.size(); ++i) {
+      offset += static_cast<int64_t>(tokenizer.TokenBytes(ids[i]).size());
+    }
+  };
+  if (prompt_tokens.size() > 1) append(prompt_tokens.subspan(1), prompt_positions);
+  append(tokens, positions);
+  return out;
+}
+
 json ChatLogprobs(const Tokenizer& tokenizer, std::span<const int32_t> tokens,
                   std::span<const PositionLogprobs> positions) {
   auto entry = [&tokenizer](int32_t token, float logprob) {

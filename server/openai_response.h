@@ -100,6 +100,15 @@ nlohmann::json UsageChunk(const StreamHeader& header, ApiKind kind, const Usage&
 nlohmann::json CompletionLogprobs(const Tokenizer& tokenizer, std::span<const int32_t> tokens,
                                   std::span<const PositionLogprobs> positions,
                                   int64_t text_offset_start);
+// Completions with echo: the prompt's tokens first (the first one with a
+// null logprob and null alternatives, as OpenAI and vLLM return it; the
+// others from prompt_positions, one per prompt token after the first), then
+// the generated ones; text offsets run over both.
+nlohmann::json EchoCompletionLogprobs(const Tokenizer& tokenizer,
+                                      std::span<const int32_t> prompt_tokens,
+                                      std::span<const PositionLogprobs> prompt_positions,
+                                      std::span<const int32_t> tokens,
+                                      std::span<const PositionLogprobs> positions);
 // Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs":
 // [{"token", "logprob", "bytes"}]}]}
 nlohmann::json ChatLogprobs(const Tokenizer& tokenizer, std::span<const int32_t> tokens,

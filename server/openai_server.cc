@@ -128,6 +128,16 @@ void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<HttpExchan
                       {{"Retry-After", "1"}});
   }
   if (path == "/v1/models" && get) return HandleModels(*exchange);
+  if (absl::StartsWith(path, "/v1/models/") && get) {
+    if (path.substr(11) != options_.served_model_name) {
+      ApiError e = Error(404, "invalid_request_error",
+                         absl::StrCat("The model `", path.substr(11), "` does not exist."),
+                         "model_not_found");
+      e.param = "model";
+      return ReplyError(*exchange, e);
+    }
+    return ReplyJson(*exchange, 200, ModelCard());
+  }
   if (path == "/v1/completions" && post) {
     return HandleGeneration(ApiKind::kCompletion, request, std::move(exchange));
   }
@@ -171,13 +181,16 @@ void OpenAiServer::HandleDetokenize(const HttpRequest& request, HttpExchange& ex
   ReplyJson(exchange, 200, DetokenizeResponse(*ids, context_));
 }
 
+nlohmann::json OpenAiServer::ModelCard() const {
+  return {{"id", options_.served_model_name},
+          {"object", "model"},
+          {"created", created_},
+          {"owned_by", "alignserve"},
+          {"max_model_len", context_.max_model_len}};
+}
+
 void OpenAiServer::HandleModels(HttpExchange& exchange) {
-  nlohmann::json model = {{"id", options_.served_model_name},
-                          {"object", "model"},
-                          {"created", created_},
-                          {"owned_by", "alignserve"},
-                          {"max_model_len", context_.max_model_len}};
-  ReplyJson(exchange, 200, {{"object", "list"}, {"data", nlohmann::json::array({model})}});
+  ReplyJson(exchange, 200, {{"object", "list"}, {"data", nlohmann::json::array({ModelCard()})}});
 }
 
 // Liveness: the engine thread must keep making progress while it has work.

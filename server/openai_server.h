@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "engine/async_engine.h"
@@ -58,6 +59,7 @@ class OpenAiServer {
   void HandleTokenize(const HttpRequest& request, HttpExchange& exchange);
   void HandleDetokenize(const HttpRequest& request, HttpExchange& exchange);
   void HandleModels(HttpExchange& exchange);
+  nlohmann::json ModelCard() const;  // one entry of /v1/models
   void HandleHealth(HttpExchange& exchange);
   bool Authorized(const HttpRequest& request) const;
 

@@ -7,6 +7,7 @@
 #include "engine/llm_engine.h"
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -587,6 +588,66 @@ TEST_CASE("requests that ask for logprobs get them with every token") {
   }
   CHECK(with.size() == 8);
   CHECK(with == without);  // the host sampler and the device argmax agree
+}
+
+// Prompt logprobs against an independent path: what the engine reported for
+// its own greedy tokens during decode must match the prompt logprobs of the
+// same tokens re-read as a prompt (prefill); chunked prefill gives the same.
+TEST_CASE("prompt logprobs equal the decode logprobs of the same tokens, chunked or not") {
+  const std::vector<int32_t> prompt = {1, 504, 3458, 282, 4649, 314, 2365};
+  auto run = [](const std::vector<int32_t>& ids, SamplingParams params, int chunk) {
+    EngineConfig config;
+    config.scheduler.num_blocks = 64;
+    config.scheduler.max_num_batched_tokens = chunk;
+    auto engine =
+        LlmEngine::Create(*SharedModel().loaded->model, SharedModel().loaded->text, config);
+    REQUIRE(engine.ok());
+    REQUIRE((*engine)->AddRequest(1, ids, params).ok());
+    std::vector<RequestOutput> all;
+    while ((*engine)->HasUnfinished()) {
+      auto outputs = (*engine)->Step();
+      REQUIRE(outputs.ok());
+      all.insert(all.end(), outputs->begin(), outputs->end());
+    }
+    return all;
+  };
+  SamplingParams gen;
+  gen.temperature = 0.0f;
+  gen.max_tokens = 6;
+  gen.ignore_eos = true;
+  gen.logprobs = 2;
+  std::vector<int32_t> tokens;
+  std::vector<PositionLogprobs> decode_logprobs;
+  for (const RequestOutput& o : run(prompt, gen, 2048)) {
+    CHECK(o.prompt_logprobs.empty());  // not asked for
+    tokens.insert(tokens.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+    decode_logprobs.insert(decode_logprobs.end(), o.logprobs.begin(), o.logprobs.end());
+  }
+  REQUIRE(tokens.size() == 6);
+  std::vector<int32_t> extended = prompt;
+  extended.insert(extended.end(), tokens.begin(), tokens.end());
+  SamplingParams read;
+  read.temperature = 0.0f;
+  read.max_tokens = 1;
+  read.prompt_logprobs = 2;
+  for (int chunk : {2048, 5, 3}) {
+    INFO("chunk " << chunk);
+    const std::vector<RequestOutput> outs = run(extended, read, chunk);
+    REQUIRE(!outs.empty());
+    const std::vector<PositionLogprobs>& pl = outs.front().prompt_logprobs;
+    REQUIRE(pl.size() == extended.size() - 1);
+    for (size_t i = 1; i < outs.size(); ++i) CHECK(outs[i].prompt_logprobs.empty());
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      // The generated token t sits at position prompt.size() + t, predicted
+      // by the row before it: entry prompt.size() + t - 1.
+      const PositionLogprobs& p = pl[prompt.size() + t - 1];
+      CHECK(p.rank == 1);
+      CHECK(p.top[0].token == tokens[t]);
+      CHECK(std::abs(p.logprob - decode_logprobs[t].logprob) < 1e-4);
+      CHECK(std::abs(p.top[1].logprob - decode_logprobs[t].top[1].logprob) < 1e-4);
+    }
+    for (const PositionLogprobs& p : pl) CHECK(p.logprob <= 0.0f);
+  }
 }
 
 }  // namespace

@@ -75,6 +75,10 @@ TEST_CASE("serve answers completions, chat, models, tokenize and detokenize") {
   CHECK(Get(s.port(), "/health").status == 200);
   const json models = json::parse(Get(s.port(), "/v1/models").body);
   CHECK(models["data"][0]["id"] == "default");
+  CHECK(json::parse(Get(s.port(), "/v1/models/default").body)["id"] == "default");
+  const HttpResponse missing = Get(s.port(), "/v1/models/other");
+  CHECK(missing.status == 404);
+  CHECK(ErrorOf(missing)["code"] == "model_not_found");
 
   const HttpResponse r = Post(s.port(), "/v1/completions", kGreedy);
   REQUIRE(r.status == 200);
@@ -106,6 +110,18 @@ TEST_CASE("serve answers completions, chat, models, tokenize and detokenize") {
   }
   CHECK(done);
   CHECK(text == c["choices"][0]["text"].get<std::string>());
+
+  // echo + logprobs: the prompt's tokens first, the first without a logprob.
+  const json echoed = json::parse(
+      Post(s.port(), "/v1/completions",
+           R"({"model":"default","prompt":"The capital of France","max_tokens":2,)"
+           R"("temperature":0,"echo":true,"logprobs":1})")
+          .body);
+  const json& lp = echoed["choices"][0]["logprobs"];
+  CHECK(lp["tokens"].size() == echoed["usage"]["total_tokens"].get<size_t>());
+  CHECK(lp["token_logprobs"][0].is_null());
+  CHECK(lp["token_logprobs"][1].get<double>() < 0.0);
+  CHECK(echoed["choices"][0]["text"].get<std::string>().rfind("The capital of France", 0) == 0);
 
   const HttpResponse chat = Post(
       s.port(), "/v1/chat/completions",
