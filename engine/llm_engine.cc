@@ -327,7 +327,8 @@ absl::StatusOr<std::vector<RequestOutput>> LlmEngine::Step() {
   num_preemptions_ += static_cast<int64_t>(plan.preempted.size());
   const std::vector<uint8_t> host_rows = HostLogitsRows(plan);
   const absl::Status run =
-      runner_.Execute(plan, ForwardOptions{.host_logits_rows = host_rows}, forward_out_);
+      runner_.Execute(plan, ForwardOptions{.want_hidden = false, .host_logits_rows = host_rows},
+                      forward_out_);
   if (!run.ok()) {
     // Abandon the step: abort its requests (freeing their blocks) so the
     // engine stays usable, and close the plan.

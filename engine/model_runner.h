@@ -34,7 +34,9 @@ class ModelRunner {
   // InvalidArgument when a plan's block id lies outside the cache; errors of
   // the backend pass through.
   absl::Status Execute(const StepPlan& plan, ForwardOutput& out, bool want_hidden = false) {
-    return Execute(plan, ForwardOptions{.want_hidden = want_hidden}, out);
+    ForwardOptions options;
+    options.want_hidden = want_hidden;
+    return Execute(plan, options, out);
   }
   // options.host_logits_rows follows the plan's sampled entries.
   absl::Status Execute(const StepPlan& plan, const ForwardOptions& options, ForwardOutput& out);

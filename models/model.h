@@ -58,7 +58,9 @@ class Model {
   // Every row's logits on the host.
   absl::Status Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
                        ForwardOutput& out) {
-    return Forward(layout, cache, ForwardOptions{.want_hidden = want_hidden}, out);
+    ForwardOptions options;
+    options.want_hidden = want_hidden;
+    return Forward(layout, cache, options, out);
   }
 };
 

@@ -1,14 +1,20 @@
-// `alignserve serve`: the OpenAI-compatible HTTP server over the engine.
+// `alignserve serve`: the OpenAI-compatible HTTP server over the engine,
+// and beside it the gRPC API (alignserve.v1, server/grpc_server.h) where the
+// build has gRPC.
 //
 // Start-up order follows what operators probe: the HTTP port opens first
 // (/health answers, /ready is 503 while the model loads), then the model
 // loads and the KV cache is sized, then /ready turns 200. SIGTERM or SIGINT
 // drains: the port stops accepting, new generation requests get 503, those
 // in flight finish within --shutdown-timeout seconds (then they are
-// aborted), and the process exits 0.
+// aborted), and the process exits 0. The gRPC server starts right after
+// the HTTP one, reports SERVING on grpc.health.v1 once the model is loaded
+// and NOT_SERVING while draining, and stops after the engine has drained.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -23,6 +29,9 @@
 #include "server/engine_setup.h"
 #include "server/http_server.h"
 #include "server/openai_server.h"
+#ifdef ALIGNSERVE_HAVE_GRPC
+#include "server/grpc_server.h"
+#endif
 
 namespace alignserve {
 namespace {
@@ -31,6 +40,11 @@ struct ServeFlags {
   EngineFlags engine;
   std::string host = "127.0.0.1";
   int port = 8000;
+  // -1: off; 0: any free port. The default port is best-effort: when it is
+  // taken, serve warns and runs without gRPC; a port given explicitly must bind.
+  int grpc_port = 50051;
+  bool grpc_port_given = false;
+  int grpc_max_unread_events = 1024;
   std::string api_key;
   std::string served_model_name;  // empty: the model's file or folder name
   int max_queued_requests = 1024;
@@ -43,6 +57,13 @@ struct ServeFlags {
 absl::Status CheckFlags(const ServeFlags& f) {
   if (f.port < 0 || f.port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("--port must be in [0, 65535], got ", f.port));
+  }
+  if (f.grpc_port < -1 || f.grpc_port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--grpc-port must be in [-1, 65535], got ", f.grpc_port));
+  }
+  if (f.grpc_max_unread_events <= 0) {
+    return absl::InvalidArgumentError("--grpc-max-unread-events must be > 0");
   }
   if (f.max_queued_requests <= 0) {
     return absl::InvalidArgumentError("--max-queued-requests must be > 0");
@@ -88,6 +109,30 @@ absl::Status Serve(const ServeFlags& f) {
   RETURN_IF_ERROR(http.Start());
   std::fprintf(stderr, "alignserve: listening on http://%s:%u (loading the model)\n",
                f.host.c_str(), http.port());
+#ifdef ALIGNSERVE_HAVE_GRPC
+  std::unique_ptr<GrpcServer> grpc;
+  if (f.grpc_port >= 0) {
+    GrpcServerOptions grpc_options;
+    grpc_options.host = f.host;
+    grpc_options.port = f.grpc_port;
+    grpc_options.served_model_name = server_options.served_model_name;
+    grpc_options.api_key = f.api_key;
+    grpc_options.max_receive_bytes =
+        static_cast<int>(std::min<int64_t>(int64_t{f.max_request_kib} << 10, INT32_MAX));
+    grpc_options.max_queued_requests = f.max_queued_requests;
+    grpc_options.max_unread_events = f.grpc_max_unread_events;
+    grpc = std::make_unique<GrpcServer>(grpc_options);
+    absl::Status started = grpc->Start();
+    if (!started.ok() && f.grpc_port_given) return started;
+    if (!started.ok()) {
+      std::fprintf(stderr, "alignserve: warning: %s; serving without gRPC (set --grpc-port)\n",
+                   std::string(started.message()).c_str());
+      grpc.reset();
+    } else {
+      std::fprintf(stderr, "alignserve: gRPC on %s:%d\n", f.host.c_str(), grpc->port());
+    }
+  }
+#endif
 
   ASSIGN_OR_RETURN(std::unique_ptr<LlmEngine> llm, BuildEngine(f.engine, 0, f.seed.value_or(0)));
   const ModelText* text = &llm->text();
@@ -95,6 +140,9 @@ absl::Status Serve(const ServeFlags& f) {
   const int vocab = llm->vocab_size();
   ASSIGN_OR_RETURN(std::unique_ptr<AsyncEngine> engine, AsyncEngine::Create(std::move(llm)));
   api.SetEngine(engine.get(), text, max_model_len, vocab);
+#ifdef ALIGNSERVE_HAVE_GRPC
+  if (grpc) grpc->SetEngine(engine.get(), text, max_model_len, vocab);
+#endif
   std::fprintf(stderr, "alignserve: ready: model '%s' on http://%s:%u/v1 (max_model_len %d)\n",
                server_options.served_model_name.c_str(), f.host.c_str(), http.port(),
                max_model_len);
@@ -104,8 +152,16 @@ absl::Status Serve(const ServeFlags& f) {
   std::fprintf(stderr, "alignserve: %s: draining (up to %d s)\n",
                signal_number == SIGTERM ? "SIGTERM" : "SIGINT", f.shutdown_timeout);
   api.SetDraining();
+#ifdef ALIGNSERVE_HAVE_GRPC
+  if (grpc) grpc->SetDraining();
+#endif
   http.StopAccepting();
   engine->Shutdown(std::chrono::seconds(f.shutdown_timeout));
+#ifdef ALIGNSERVE_HAVE_GRPC
+  // Every stream has its terminal event now; give them a moment to reach
+  // their clients, then cancel what is left.
+  if (grpc) grpc->Shutdown(std::chrono::seconds(2));
+#endif
   // Let the last events reach their connections before closing them.
   for (int i = 0; i < 100 && http.open_connections() > 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -126,8 +182,16 @@ int RunServe(int argc, char** argv) {
   AddEngineFlags(args, &f.engine);
   args.AddString("host", &f.host, "address to listen on (127.0.0.1: this machine only)");
   args.AddInt("port", &f.port, "HTTP port (0: any free port, printed at start)");
+#ifdef ALIGNSERVE_HAVE_GRPC
+  args.AddInt("grpc-port", &f.grpc_port,
+              "gRPC port of the alignserve.v1 API (0: any free port, printed at start; -1: off)");
+  args.AddInt("grpc-max-unread-events", &f.grpc_max_unread_events,
+              "a gRPC Generate stream whose client leaves more engine events unread than this "
+              "is aborted with RESOURCE_EXHAUSTED");
+#endif
   args.AddString("api-key", &f.api_key,
-                 "require 'Authorization: Bearer KEY' on /v1 routes (empty: no key)");
+                 "require 'Authorization: Bearer KEY' on /v1 routes and gRPC calls (empty: no "
+                 "key)");
   args.AddString("served-model-name", &f.served_model_name,
                  "the model name clients send (default: the --model value)");
   args.AddInt("max-queued-requests", &f.max_queued_requests,
@@ -141,6 +205,10 @@ int RunServe(int argc, char** argv) {
   if (args.help_requested()) {
     std::fputs(args.Help().c_str(), stdout);
     return 0;
+  }
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--grpc-port" || arg.rfind("--grpc-port=", 0) == 0) f.grpc_port_given = true;
   }
   if (s.ok()) s = CheckFlags(f);
   if (!s.ok()) {

@@ -63,6 +63,16 @@ class ServerProcess {
 
   bool ok() const { return port_ != 0 && !exited_ && log_.find("ready:") != std::string::npos; }
   uint16_t port() const { return port_; }
+  // The gRPC port from the "gRPC on HOST:PORT" start-up line (pass
+  // --grpc-port 0 for a free one); 0 when the server printed none.
+  uint16_t grpc_port() {
+    const std::string& log_text = log();
+    const size_t at = log_text.find("gRPC on ");
+    if (at == std::string::npos) return 0;
+    const size_t colon = log_text.find_first_of(":\n", at + 8);
+    if (colon == std::string::npos || log_text[colon] != ':') return 0;
+    return static_cast<uint16_t>(std::atoi(log_text.c_str() + colon + 1));
+  }
   // Everything the server wrote to stderr so far.
   const std::string& log() {
     Pump(0);

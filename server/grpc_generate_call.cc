@@ -1,0 +1,148 @@
+#include "server/grpc_generate_call.h"
+
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/api_error.h"
+#include "server/grpc_request.h"
+#include "server/grpc_status.h"
+
+namespace alignserve {
+namespace {
+
+class FinishedWriter : public GenerateWriter {
+ public:
+  explicit FinishedWriter(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+GenerateWriter* FinishedGenerateWriter(const grpc::Status& status) {
+  return new FinishedWriter(status);
+}
+
+GenerateWriter* GenerateCall::Start(OpenAiRequest request, AsyncEngine& engine,
+                                    const Tokenizer* tokenizer, SerialExecutor& executor,
+                                    int64_t max_unread_events) {
+  const int prompt_tokens = static_cast<int>(request.prompts[0].size());
+  absl::StatusOr<std::shared_ptr<RequestStream>> stream =
+      engine.Submit(std::move(request.prompts[0]), request.params);
+  if (!stream.ok()) return FinishedGenerateWriter(ToGrpcStatus(stream.status()));
+  auto call =
+      std::make_shared<GenerateCall>(engine, tokenizer, executor, max_unread_events, prompt_tokens);
+  call->stream_ = std::move(*stream);
+  call->self_ = call;
+  // The hook holds the call until OnDone clears it. Writes started before
+  // gRPC binds the reactor are held by the reactor and replayed.
+  call->stream_->SetNotify([call] { call->Notified(); });
+  return call.get();
+}
+
+GenerateCall::GenerateCall(AsyncEngine& engine, const Tokenizer* tokenizer,
+                           SerialExecutor& executor, int64_t max_unread_events, int prompt_tokens)
+    : engine_(engine),
+      tokenizer_(tokenizer),
+      executor_(executor),
+      max_unread_events_(max_unread_events),
+      prompt_tokens_(prompt_tokens) {}
+
+void GenerateCall::Notified() {
+  unread_.fetch_add(1, std::memory_order_relaxed);
+  if (drain_posted_.exchange(true)) return;
+  executor_.Post([self = shared_from_this()] { self->Drain(); });
+}
+
+void GenerateCall::OnWriteDone(bool ok) {
+  executor_.Post([self = shared_from_this(), ok] {
+    self->write_in_flight_ = false;
+    if (!ok) return self->End(grpc::Status(grpc::StatusCode::CANCELLED, "the stream broke"));
+    self->Drain();
+  });
+}
+
+void GenerateCall::OnCancel() {
+  executor_.Post([self = shared_from_this()] {
+    self->End(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+  });
+}
+
+void GenerateCall::OnDone() {
+  executor_.Post([self = shared_from_this()] {
+    if (!self->engine_done_) self->engine_.Abort(self->stream_->request_id());
+    self->stream_->SetNotify(nullptr);  // breaks the hook -> call cycle
+    self->self_.reset();
+  });
+}
+
+void GenerateCall::Drain() {
+  drain_posted_.store(false);
+  if (finishing_) return;
+  if (write_in_flight_) {
+    // Not popping while a write is pending leaves the events in the engine's
+    // stream; their count is what a client that stopped reading costs.
+    const int64_t unread = unread_.load(std::memory_order_relaxed);
+    if (unread > max_unread_events_) {
+      End(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("the client stopped reading: ", unread, " events are waiting (limit ",
+                       max_unread_events_, "); the request was aborted")));
+    }
+    return;
+  }
+  unread_.store(0, std::memory_order_relaxed);
+  while (!engine_done_) {
+    std::optional<StreamEvent> event = stream_->TryNext();
+    if (!event) break;
+    Merge(*event);
+  }
+  WriteNext();
+}
+
+void GenerateCall::Merge(StreamEvent& event) {
+  if (!event.status.ok()) {
+    engine_done_ = true;
+    final_status_ = ToGrpcStatus(WithParamFromMessage(event.status));
+    return;
+  }
+  // Join the choice's unsent message, if there is one.
+  v1::GenerateResponse* target = nullptr;
+  for (auto it = outbox_.rbegin(); it != outbox_.rend(); ++it) {
+    if (it->index() == event.index) {
+      target = &*it;
+      break;
+    }
+  }
+  if (target == nullptr) target = &outbox_.emplace_back();
+  AppendEvent(event, tokenizer_, target);
+  completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
+  if (event.finished) {
+    engine_done_ = true;
+    v1::GenerateResponse& last = outbox_.back();  // written last, whatever its choice
+    last.set_finished(true);
+    last.mutable_usage()->set_prompt_tokens(prompt_tokens_);
+    last.mutable_usage()->set_completion_tokens(completion_tokens_);
+  }
+}
+
+void GenerateCall::WriteNext() {
+  if (write_in_flight_ || finishing_) return;
+  if (!outbox_.empty()) {
+    writing_ = std::move(outbox_.front());
+    outbox_.pop_front();
+    write_in_flight_ = true;
+    StartWrite(&writing_);
+    return;
+  }
+  if (engine_done_) End(final_status_);
+}
+
+void GenerateCall::End(const grpc::Status& status) {
+  if (finishing_) return;
+  finishing_ = true;
+  if (!engine_done_) engine_.Abort(stream_->request_id());
+  Finish(status);
+}
+
+}  // namespace alignserve
