@@ -203,13 +203,9 @@ absl::Status Bench(const BenchFlags& f) {
 }
 
 absl::Status CheckFlags(const BenchFlags& f) {
-  auto positive = [](const char* name, int v) {
-    return v > 0 ? absl::OkStatus()
-                 : absl::InvalidArgumentError(absl::StrCat("--", name, " must be > 0, got ", v));
-  };
-  RETURN_IF_ERROR(positive("num-requests", f.num_requests));
-  RETURN_IF_ERROR(positive("prompt-len", f.prompt_len));
-  RETURN_IF_ERROR(positive("output-len", f.output_len));
+  RETURN_IF_ERROR(RequirePositive("num-requests", f.num_requests));
+  RETURN_IF_ERROR(RequirePositive("prompt-len", f.prompt_len));
+  RETURN_IF_ERROR(RequirePositive("output-len", f.output_len));
   if (f.warmup < 0) return absl::InvalidArgumentError("--warmup must be >= 0");
   return CheckEngineFlags(f.engine);
 }

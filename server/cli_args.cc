@@ -7,6 +7,11 @@
 
 namespace alignserve {
 
+absl::Status RequirePositive(const char* flag, int value) {
+  if (value > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be > 0, got ", value));
+}
+
 ArgParser::ArgParser(std::string command, std::string summary)
     : command_(std::move(command)), summary_(std::move(summary)) {}
 

@@ -16,6 +16,9 @@
 
 namespace alignserve {
 
+// OK if value > 0, else InvalidArgument "--flag must be > 0, got value".
+absl::Status RequirePositive(const char* flag, int value);
+
 class ArgParser {
  public:
   // command: how the user invokes it, e.g. "alignserve generate".

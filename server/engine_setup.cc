@@ -36,13 +36,9 @@ void AddEngineFlags(ArgParser& args, EngineFlags* f) {
 }
 
 absl::Status CheckEngineFlags(const EngineFlags& f) {
-  auto positive = [](const char* name, int v) {
-    return v > 0 ? absl::OkStatus()
-                 : absl::InvalidArgumentError(absl::StrCat("--", name, " must be > 0, got ", v));
-  };
-  RETURN_IF_ERROR(positive("block-size", f.block_size));
-  RETURN_IF_ERROR(positive("max-num-seqs", f.max_num_seqs));
-  RETURN_IF_ERROR(positive("max-num-batched-tokens", f.max_num_batched_tokens));
+  RETURN_IF_ERROR(RequirePositive("block-size", f.block_size));
+  RETURN_IF_ERROR(RequirePositive("max-num-seqs", f.max_num_seqs));
+  RETURN_IF_ERROR(RequirePositive("max-num-batched-tokens", f.max_num_batched_tokens));
   if (f.num_blocks < 0) return absl::InvalidArgumentError("--num-blocks must be >= 0");
   if (f.max_model_len < 0) return absl::InvalidArgumentError("--max-model-len must be >= 0");
   if (!(f.kv_cache_gib > 0.0f && f.kv_cache_gib <= 1024.0f)) {

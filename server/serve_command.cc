@@ -62,15 +62,11 @@ absl::Status CheckFlags(const ServeFlags& f) {
     return absl::InvalidArgumentError(
         absl::StrCat("--grpc-port must be in [-1, 65535], got ", f.grpc_port));
   }
-  if (f.grpc_max_unread_events <= 0) {
-    return absl::InvalidArgumentError("--grpc-max-unread-events must be > 0");
-  }
-  if (f.max_queued_requests <= 0) {
-    return absl::InvalidArgumentError("--max-queued-requests must be > 0");
-  }
+  RETURN_IF_ERROR(RequirePositive("grpc-max-unread-events", f.grpc_max_unread_events));
+  RETURN_IF_ERROR(RequirePositive("max-queued-requests", f.max_queued_requests));
   if (f.shutdown_timeout < 0) return absl::InvalidArgumentError("--shutdown-timeout must be >= 0");
-  if (f.http_threads <= 0) return absl::InvalidArgumentError("--http-threads must be > 0");
-  if (f.max_request_kib <= 0) return absl::InvalidArgumentError("--max-request-kib must be > 0");
+  RETURN_IF_ERROR(RequirePositive("http-threads", f.http_threads));
+  RETURN_IF_ERROR(RequirePositive("max-request-kib", f.max_request_kib));
   if (f.engine.skip_tokenizer_init) {
     return absl::InvalidArgumentError(
         "serve needs the model's tokenizer for the OpenAI API; drop --skip-tokenizer-init");
@@ -79,7 +75,7 @@ absl::Status CheckFlags(const ServeFlags& f) {
 }
 
 // Blocks SIGINT and SIGTERM in this thread and every thread it starts later,
-// so that WaitForSignal receives them synchronously.
+// so that sigwait in Serve receives them synchronously.
 sigset_t BlockStopSignals() {
   sigset_t set;
   sigemptyset(&set);
