@@ -8,26 +8,37 @@ namespace alignserve {
 
 void GenerationJob::Start(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
                           std::shared_ptr<HttpExchange> exchange,
-                          std::shared_ptr<ServingMetrics> metrics, std::string model_name) {
+                          std::shared_ptr<ServingMetrics> metrics, std::string model_name,
+                          std::shared_ptr<std::atomic<int64_t>> in_flight) {
   auto job = std::make_shared<GenerationJob>(std::move(request), engine, text, exchange,
-                                             std::move(metrics), std::move(model_name));
+                                             std::move(metrics), std::move(model_name),
+                                             std::move(in_flight));
   // Everything of the job runs on the connection's strand.
   exchange->Run([job] { job->Submit(); });
 }
 
 GenerationJob::GenerationJob(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
                              std::shared_ptr<HttpExchange> exchange,
-                             std::shared_ptr<ServingMetrics> metrics, std::string model_name)
+                             std::shared_ptr<ServingMetrics> metrics, std::string model_name,
+                             std::shared_ptr<std::atomic<int64_t>> in_flight)
     : request_(std::move(request)),
       engine_(engine),
       text_(text),
       exchange_(std::move(exchange)),
-      metrics_(std::move(metrics)) {
+      metrics_(std::move(metrics)),
+      in_flight_(std::move(in_flight)) {
   header_.id = NewRequestId(request_.kind);
   header_.created = static_cast<int64_t>(std::time(nullptr));
   header_.model = std::move(model_name);
   header_.include_usage = request_.include_usage;
   choices_.resize(request_.prompts.size() * static_cast<size_t>(request_.params.n));
+}
+
+GenerationJob::~GenerationJob() { ReleaseSlot(); }
+
+void GenerationJob::ReleaseSlot() {
+  if (in_flight_) in_flight_->fetch_sub(1);
+  in_flight_ = nullptr;
 }
 
 void GenerationJob::Submit() {
@@ -160,6 +171,7 @@ nlohmann::json GenerationJob::LogprobsOf(const Choice& choice, size_t prompt) co
 
 void GenerationJob::Complete() {
   ended_ = true;
+  ReleaseSlot();
   for (Submission& s : submissions_) s.stream->SetNotify(nullptr);  // breaks the cycle
   if (exchange_->closed()) return;
   Usage usage;
@@ -203,6 +215,7 @@ void GenerationJob::Complete() {
 void GenerationJob::Fail(const absl::Status& status) {
   if (ended_) return;
   ended_ = true;
+  ReleaseSlot();
   AbortAll();
   for (Submission& s : submissions_) s.stream->SetNotify(nullptr);
   const ApiError error = ErrorFromStatus(status);

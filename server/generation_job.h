@@ -14,6 +14,7 @@
 #ifndef ALIGNSERVE_SERVER_GENERATION_JOB_H_
 #define ALIGNSERVE_SERVER_GENERATION_JOB_H_
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -31,13 +32,17 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
  public:
   // Submits the request's prompts and starts answering `exchange`. A
   // submission the engine refuses (shutting down) is answered at once.
+  // `in_flight` was incremented by the caller; the job decrements it once,
+  // before its answer is written, so a client that has its answer never
+  // counts against the queue cap.
   static void Start(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
                     std::shared_ptr<HttpExchange> exchange, std::shared_ptr<ServingMetrics> metrics,
-                    std::string model_name);
+                    std::string model_name, std::shared_ptr<std::atomic<int64_t>> in_flight);
 
   GenerationJob(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
                 std::shared_ptr<HttpExchange> exchange, std::shared_ptr<ServingMetrics> metrics,
-                std::string model_name);
+                std::string model_name, std::shared_ptr<std::atomic<int64_t>> in_flight);
+  ~GenerationJob();
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -79,6 +84,9 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   StreamHeader header_;
   std::vector<Submission> submissions_;
   std::vector<Choice> choices_;  // [prompts * n]
+  void ReleaseSlot();
+
+  std::shared_ptr<std::atomic<int64_t>> in_flight_;  // null once released
   bool ended_ = false;
   bool stream_started_ = false;  // the 200 and SSE headers went out
 };

@@ -152,11 +152,14 @@ void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<HttpExchan
 
 void OpenAiServer::HandleGeneration(ApiKind kind, const HttpRequest& request,
                                     std::shared_ptr<HttpExchange> exchange) {
-  const AsyncEngineStats stats = engine_->stats();
-  if (stats.num_live_streams >= options_.max_queued_requests) {
+  // Counted here rather than from the engine's stats, which lag a step:
+  // a request whose answer went out no longer counts.
+  const int64_t unfinished = in_flight_->fetch_add(1);
+  if (unfinished >= options_.max_queued_requests) {
+    in_flight_->fetch_sub(1);
     return ReplyError(*exchange,
                       Error(429, "rate_limit_error",
-                            absl::StrCat("the server has ", stats.num_live_streams,
+                            absl::StrCat("the server has ", unfinished,
                                          " unfinished requests (--max-queued-requests ",
                                          options_.max_queued_requests, "); retry later")),
                       {{"Retry-After", "1"}});
@@ -164,9 +167,12 @@ void OpenAiServer::HandleGeneration(ApiKind kind, const HttpRequest& request,
   absl::StatusOr<OpenAiRequest> parsed = kind == ApiKind::kChat
                                              ? ParseChatRequest(request.body, context_)
                                              : ParseCompletionRequest(request.body, context_);
-  if (!parsed.ok()) return ReplyError(*exchange, ErrorFromStatus(parsed.status()));
+  if (!parsed.ok()) {
+    in_flight_->fetch_sub(1);
+    return ReplyError(*exchange, ErrorFromStatus(parsed.status()));
+  }
   GenerationJob::Start(std::move(*parsed), *engine_, *context_.text, std::move(exchange), metrics_,
-                       options_.served_model_name);
+                       options_.served_model_name, in_flight_);
 }
 
 void OpenAiServer::HandleTokenize(const HttpRequest& request, HttpExchange& exchange) {

@@ -69,6 +69,8 @@ class OpenAiServer {
   ServeContext context_;
   std::shared_ptr<ServingMetrics> metrics_;
   int64_t created_ = 0;  // unix time the model became ready (for /v1/models)
+  // Generation requests accepted and not yet answered (the queue cap).
+  std::shared_ptr<std::atomic<int64_t>> in_flight_ = std::make_shared<std::atomic<int64_t>>(0);
 };
 
 }  // namespace alignserve
