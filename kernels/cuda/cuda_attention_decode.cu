@@ -118,16 +118,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
       if (g >= group) continue;  // uniform across the warp
-      const float score = k_off >= 0 ? s[g] : -INFINITY;
-      float tile_max = score;
-      for (int o = 16; o > 0; o /= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(~0u, tile_max, o));
-      const float m_new = fmaxf(m[g], tile_max);
-      const float p = m_new == -INFINITY ? 0.0f : expf(score - m_new);
-      const float correction = m_new == -INFINITY ? 1.0f : expf(m[g] - m_new);
-      float p_sum = p;
-      for (int o = 16; o > 0; o /= 2) p_sum += __shfl_xor_sync(~0u, p_sum, o);
-      l[g] = l[g] * correction + p_sum;
-      m[g] = m_new;
+      float correction;
+      const float p = WarpOnlineSoftmax(k_off >= 0 ? s[g] : -INFINITY, m[g], l[g], &correction);
 #pragma unroll
       for (int d = 0; d < kDims; ++d) acc[g][d] *= correction;
       sm.p[warp][g][lane] = p;

@@ -129,17 +129,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
       const bool visible = j <= row_pos[i] && j < n_keys;
-      const float score = visible ? s[i] : -INFINITY;
-      float tile_max = score;
-      for (int o = 16; o > 0; o /= 2) tile_max = fmaxf(tile_max, __shfl_xor_sync(~0u, tile_max, o));
-      const float m_new = fmaxf(m[i], tile_max);
-      // A row that has seen no visible key yet keeps m = -inf: no update.
-      const float p = m_new == -INFINITY ? 0.0f : expf(score - m_new);
-      const float correction = m_new == -INFINITY ? 1.0f : expf(m[i] - m_new);
-      float p_sum = p;
-      for (int o = 16; o > 0; o /= 2) p_sum += __shfl_xor_sync(~0u, p_sum, o);
-      l[i] = l[i] * correction + p_sum;
-      m[i] = m_new;
+      float correction;
+      const float p = WarpOnlineSoftmax(visible ? s[i] : -INFINITY, m[i], l[i], &correction);
 #pragma unroll
       for (int d = 0; d < kDims; ++d) acc[i][d] *= correction;
       sm.p[warp][i][lane] = p;

@@ -38,6 +38,26 @@ __device__ __forceinline__ float WarpSum(float v) {
   return v;
 }
 
+// One tile of an online softmax across a warp, lane l holding the score of
+// key l of the tile (-inf for a key it must not see): updates the running
+// max m and sum l (the same in every lane) and returns this lane's
+// probability; *correction is the factor the accumulated output must be
+// scaled by. A row that has seen no visible key yet keeps m = -inf and gets
+// p = 0, correction = 1 (no NaN from inf - inf).
+__device__ __forceinline__ float WarpOnlineSoftmax(float score, float& m, float& l,
+                                                   float* correction) {
+  float tile_max = score;
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2)
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
+  const float m_new = fmaxf(m, tile_max);
+  const float p = m_new == -INFINITY ? 0.0f : expf(score - m_new);
+  *correction = m_new == -INFINITY ? 1.0f : expf(m - m_new);
+  l = l * *correction + WarpSum(p);
+  m = m_new;
+  return p;
+}
+
 // Sum over the whole block (blockDim.x a multiple of 32, at most 1024);
 // every thread gets the result. Contains __syncthreads: call from all threads.
 __device__ __forceinline__ float BlockSum(float v) {
