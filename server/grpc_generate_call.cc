@@ -25,13 +25,16 @@ GenerateWriter* FinishedGenerateWriter(const grpc::Status& status) {
 
 GenerateWriter* GenerateCall::Start(OpenAiRequest request, AsyncEngine& engine,
                                     const Tokenizer* tokenizer, SerialExecutor& executor,
-                                    int64_t max_unread_events) {
+                                    int64_t max_unread_events,
+                                    std::shared_ptr<ServingMetrics> metrics) {
   const int prompt_tokens = static_cast<int>(request.prompts[0].size());
+  const auto submitted = std::chrono::steady_clock::now();
   absl::StatusOr<std::shared_ptr<RequestStream>> stream =
       engine.Submit(std::move(request.prompts[0]), request.params);
   if (!stream.ok()) return FinishedGenerateWriter(ToGrpcStatus(stream.status()));
-  auto call =
-      std::make_shared<GenerateCall>(engine, tokenizer, executor, max_unread_events, prompt_tokens);
+  auto call = std::make_shared<GenerateCall>(engine, tokenizer, executor, max_unread_events,
+                                             prompt_tokens, std::move(metrics));
+  call->submitted_ = submitted;
   call->stream_ = std::move(*stream);
   call->self_ = call;
   // The hook holds the call until OnDone clears it. Writes started before
@@ -41,12 +44,14 @@ GenerateWriter* GenerateCall::Start(OpenAiRequest request, AsyncEngine& engine,
 }
 
 GenerateCall::GenerateCall(AsyncEngine& engine, const Tokenizer* tokenizer,
-                           SerialExecutor& executor, int64_t max_unread_events, int prompt_tokens)
+                           SerialExecutor& executor, int64_t max_unread_events, int prompt_tokens,
+                           std::shared_ptr<ServingMetrics> metrics)
     : engine_(engine),
       tokenizer_(tokenizer),
       executor_(executor),
       max_unread_events_(max_unread_events),
-      prompt_tokens_(prompt_tokens) {}
+      prompt_tokens_(prompt_tokens),
+      metrics_(std::move(metrics)) {}
 
 void GenerateCall::Notified() {
   unread_.fetch_add(1, std::memory_order_relaxed);
@@ -116,7 +121,29 @@ void GenerateCall::Merge(StreamEvent& event) {
   }
   if (target == nullptr) target = &outbox_.emplace_back();
   AppendEvent(event, tokenizer_, target);
+  if (!event.token_ids.empty()) {
+    if (completion_tokens_ == 0) {
+      first_token_ = event.emitted_at;
+    } else {
+      const double gap = std::chrono::duration<double>(event.emitted_at - last_event_).count();
+      gaps_.insert(gaps_.end(), event.token_ids.size(),
+                   gap / static_cast<double>(event.token_ids.size()));
+    }
+  }
+  last_event_ = event.emitted_at;
   completion_tokens_ += static_cast<int32_t>(event.token_ids.size());
+  if (event.finished && metrics_) {
+    RequestRecord r;
+    r.prompt_tokens = prompt_tokens_;
+    r.generation_tokens = completion_tokens_;
+    r.finish_reason = event.finish_reason;
+    if (completion_tokens_ > 0) {
+      r.ttft_seconds = std::chrono::duration<double>(first_token_ - submitted_).count();
+    }
+    r.e2e_seconds = std::chrono::duration<double>(last_event_ - submitted_).count();
+    r.inter_token_seconds = gaps_;
+    metrics_->OnRequestFinished(r);
+  }
   if (event.finished) {
     engine_done_ = true;
     v1::GenerateResponse& last = outbox_.back();  // written last, whatever its choice

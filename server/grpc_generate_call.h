@@ -27,15 +27,18 @@
 #include <grpcpp/support/server_callback.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <vector>
 
 #include "alignserve/v1/alignserve.pb.h"
 #include "engine/async_engine.h"
 #include "models/tokenizer/tokenizer.h"
 #include "server/openai_request.h"
 #include "server/serial_executor.h"
+#include "server/serving_metrics.h"
 
 namespace alignserve {
 
@@ -51,10 +54,11 @@ class GenerateCall : public GenerateWriter, public std::enable_shared_from_this<
   // `engine`, `tokenizer` and `executor` must outlive every call.
   static GenerateWriter* Start(OpenAiRequest request, AsyncEngine& engine,
                                const Tokenizer* tokenizer, SerialExecutor& executor,
-                               int64_t max_unread_events);
+                               int64_t max_unread_events, std::shared_ptr<ServingMetrics> metrics);
 
   GenerateCall(AsyncEngine& engine, const Tokenizer* tokenizer, SerialExecutor& executor,
-               int64_t max_unread_events, int prompt_tokens);
+               int64_t max_unread_events, int prompt_tokens,
+               std::shared_ptr<ServingMetrics> metrics);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -85,6 +89,10 @@ class GenerateCall : public GenerateWriter, public std::enable_shared_from_this<
   bool finishing_ = false;    // Finish was called
   grpc::Status final_status_;
   int32_t completion_tokens_ = 0;
+  // Timing for the serving metrics, from the engine's event times.
+  std::shared_ptr<ServingMetrics> metrics_;
+  std::chrono::steady_clock::time_point submitted_, first_token_, last_event_;
+  std::vector<double> gaps_;
   std::shared_ptr<GenerateCall> self_;  // keeps this alive until OnDone
 };
 

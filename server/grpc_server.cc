@@ -83,7 +83,7 @@ class AlignServeService final : public v1::AlignServe::CallbackService {
     absl::StatusOr<OpenAiRequest> parsed = ParseGrpcGenerate(*request, context_);
     if (!parsed.ok()) return FinishedGenerateWriter(ToGrpcStatus(parsed.status()));
     return GenerateCall::Start(std::move(*parsed), *engine_, context_.text->tokenizer.get(),
-                               executor_, options_.max_unread_events);
+                               executor_, options_.max_unread_events, options_.metrics);
   }
 
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,

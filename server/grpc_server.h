@@ -36,6 +36,8 @@ class Server;
 
 namespace alignserve {
 
+class ServingMetrics;
+
 struct GrpcServerOptions {
   std::string host = "127.0.0.1";
   int port = 50051;  // 0: any free port (see port())
@@ -45,6 +47,8 @@ struct GrpcServerOptions {
   int32_t max_queued_requests = 1024;
   // Events a Generate stream may leave unread while a write is blocked.
   int64_t max_unread_events = 1024;
+  // Per-request figures, shared with the HTTP front end (may be null).
+  std::shared_ptr<ServingMetrics> metrics;
 };
 
 class AlignServeService;

@@ -49,6 +49,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void StartStream(int status, std::string content_type, HttpHeaders headers);
   void Write(std::string data);
   void Finish();
+  void AddResponseHeaders(HttpHeaders headers) {
+    extra_headers_.insert(extra_headers_.end(), headers.begin(), headers.end());
+  }
   void SetOnClose(std::function<void()> callback) {
     if (client_gone_) {
       if (callback) callback();
@@ -86,6 +89,7 @@ class Session : public std::enable_shared_from_this<Session> {
   char watch_byte_ = 0;
   std::function<void()> on_close_;
   std::weak_ptr<Exchange> current_;
+  HttpHeaders extra_headers_;  // for the current exchange's response
 };
 
 class Exchange final : public HttpExchange {
@@ -104,6 +108,11 @@ class Exchange final : public HttpExchange {
   }
   void Finish() override {
     Post([](Session& s) { s.Finish(); });
+  }
+  void AddResponseHeaders(HttpHeaders headers) override {
+    Post([headers = std::move(headers)](Session& s) mutable {
+      s.AddResponseHeaders(std::move(headers));
+    });
   }
   void Run(std::function<void()> task) override {
     Post([task = std::move(task)](Session&) { task(); });
@@ -216,6 +225,7 @@ void Session::Reply(int status, std::string content_type, std::string body, Http
   if (!in_exchange_ || streaming_ || finishing_ || client_gone_) return;
   http::response<http::string_body> res{static_cast<http::status>(status), 11};
   res.set(http::field::server, "alignserve");
+  for (auto& [name, value] : extra_headers_) res.set(name, value);
   res.set(http::field::content_type, content_type);
   for (auto& [name, value] : headers) res.set(name, value);
   res.keep_alive(keep_alive_);
@@ -236,6 +246,7 @@ void Session::StartStream(int status, std::string content_type, HttpHeaders head
                    std::string(http::obsolete_reason(static_cast<http::status>(status))),
                    "\r\nServer: alignserve\r\nContent-Type: ", content_type,
                    "\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
+  for (auto& [name, value] : extra_headers_) absl::StrAppend(&head, name, ": ", value, "\r\n");
   for (auto& [name, value] : headers) absl::StrAppend(&head, name, ": ", value, "\r\n");
   absl::StrAppend(&head, keep_alive_ ? "" : "Connection: close\r\n", "\r\n");
   out_.push_back(std::move(head));
@@ -273,6 +284,7 @@ void Session::Flush() {
 
 void Session::EndExchange() {
   in_exchange_ = streaming_ = finishing_ = false;
+  extra_headers_.clear();
   on_close_ = nullptr;
   if (!keep_alive_) return Close();
   if (watching_) {

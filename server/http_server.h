@@ -65,6 +65,9 @@ class HttpExchange {
   // Runs once, on the connection's strand, if the client goes away before
   // the exchange ends. Set it before the work it should cancel can finish.
   virtual void OnClose(std::function<void()> callback) = 0;
+  // Headers added to whatever response this exchange ends with (e.g. the
+  // CORS headers decided from the request); call before Reply/StartStream.
+  virtual void AddResponseHeaders(HttpHeaders headers) = 0;
   // Runs `task` on the connection's strand, after what was posted before:
   // where the application drains engine streams without locks.
   virtual void Run(std::function<void()> task) = 0;

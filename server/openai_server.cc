@@ -88,7 +88,30 @@ bool OpenAiServer::Authorized(const HttpRequest& request) const {
   return ConstantTimeEquals(header.substr(kBearer.size()), options_.api_key);
 }
 
+std::string OpenAiServer::AllowedOrigin(const HttpRequest& request) const {
+  const std::string origin = request.Header("origin");
+  if (origin.empty()) return "";
+  for (const std::string& allowed : options_.allowed_origins) {
+    if (allowed == "*" || allowed == origin) return origin;
+  }
+  return "";
+}
+
 void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<HttpExchange> exchange) {
+  // CORS: only configured origins are echoed (ROBUSTNESS.md 16).
+  const std::string origin = AllowedOrigin(request);
+  if (!origin.empty()) {
+    exchange->AddResponseHeaders({{"Access-Control-Allow-Origin", origin}, {"Vary", "Origin"}});
+  }
+  if (request.method == "OPTIONS") {  // a browser's preflight
+    if (origin.empty()) {
+      return ReplyError(*exchange, Error(403, "permission_error", "origin not allowed"));
+    }
+    return exchange->Reply(204, "text/plain", "",
+                           {{"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+                            {"Access-Control-Allow-Headers", "Authorization, Content-Type"},
+                            {"Access-Control-Max-Age", "600"}});
+  }
   const std::string path = CleanPath(request.target);
   if (path.empty()) {
     return ReplyError(*exchange, Error(400, "invalid_request_error",

@@ -22,6 +22,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "engine/async_engine.h"
 #include "models/model_text.h"
@@ -33,7 +34,10 @@ namespace alignserve {
 
 struct OpenAiServerOptions {
   std::string served_model_name = "default";
-  std::string api_key;                 // empty: no authentication
+  std::string api_key;  // empty: no authentication
+  // Browser origins whose cross-origin requests are allowed (CORS); an
+  // Origin not listed gets no Access-Control headers. "*" allows any.
+  std::vector<std::string> allowed_origins;
   int32_t max_queued_requests = 1024;  // unfinished requests beyond this get 429
   // The engine counts as stuck when it has work but made no progress for this long.
   std::chrono::seconds liveness_timeout{60};
@@ -51,6 +55,8 @@ class OpenAiServer {
   void SetDraining();
 
   void Handle(const HttpRequest& request, std::shared_ptr<HttpExchange> exchange);
+  // The per-request metrics, for other front ends to record into.
+  std::shared_ptr<ServingMetrics> metrics() const { return metrics_; }
 
  private:
   enum class State { kLoading, kReady, kDraining };
@@ -62,6 +68,8 @@ class OpenAiServer {
   nlohmann::json ModelCard() const;  // one entry of /v1/models
   void HandleHealth(HttpExchange& exchange);
   bool Authorized(const HttpRequest& request) const;
+  // The request's Origin when it is allowed, else "".
+  std::string AllowedOrigin(const HttpRequest& request) const;
 
   OpenAiServerOptions options_;
   std::atomic<State> state_{State::kLoading};

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "engine/async_engine.h"
 #include "kernels/status_macros.h"
 #include "server/cli_args.h"
@@ -46,6 +47,7 @@ struct ServeFlags {
   bool grpc_port_given = false;
   int grpc_max_unread_events = 1024;
   std::string api_key;
+  std::string allowed_origins;    // comma-separated
   std::string served_model_name;  // empty: the model's file or folder name
   int max_queued_requests = 1024;
   int shutdown_timeout = 30;  // seconds
@@ -89,6 +91,7 @@ absl::Status Serve(const ServeFlags& f) {
   const sigset_t stop_signals = BlockStopSignals();
   OpenAiServerOptions server_options;
   server_options.api_key = f.api_key;
+  server_options.allowed_origins = absl::StrSplit(f.allowed_origins, ',', absl::SkipWhitespace());
   server_options.max_queued_requests = f.max_queued_requests;
   server_options.served_model_name =
       f.served_model_name.empty() ? f.engine.model : f.served_model_name;
@@ -117,6 +120,7 @@ absl::Status Serve(const ServeFlags& f) {
         static_cast<int>(std::min<int64_t>(int64_t{f.max_request_kib} << 10, INT32_MAX));
     grpc_options.max_queued_requests = f.max_queued_requests;
     grpc_options.max_unread_events = f.grpc_max_unread_events;
+    grpc_options.metrics = api.metrics();
     grpc = std::make_unique<GrpcServer>(grpc_options);
     absl::Status started = grpc->Start();
     if (!started.ok() && f.grpc_port_given) return started;
@@ -188,6 +192,9 @@ int RunServe(int argc, char** argv) {
   args.AddString("api-key", &f.api_key,
                  "require 'Authorization: Bearer KEY' on /v1 routes and gRPC calls (empty: no "
                  "key)");
+  args.AddString("allowed-origins", &f.allowed_origins,
+                 "comma-separated browser origins allowed cross-origin (CORS); '*' for any; "
+                 "empty: none");
   args.AddString("served-model-name", &f.served_model_name,
                  "the model name clients send (default: the --model value)");
   args.AddInt("max-queued-requests", &f.max_queued_requests,

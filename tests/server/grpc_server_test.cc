@@ -124,6 +124,17 @@ double KvUsage(uint16_t port) {
   return std::stod(metrics.substr(at + key.size()));
 }
 
+// alignserve:generation_tokens_total from /metrics (HTTP and gRPC share it).
+double GenerationTokens(uint16_t port) {
+  HttpTestClient c(port);
+  REQUIRE(c.Request("GET", "/metrics", ""));
+  const std::string metrics = c.Read().body;
+  const std::string key = "alignserve:generation_tokens_total{model_name=\"default\"} ";
+  const size_t at = metrics.find(key);
+  REQUIRE(at != std::string::npos);
+  return std::stod(metrics.substr(at + key.size()));
+}
+
 bool WaitForKvUsageZero(uint16_t port, int timeout_ms) {
   for (int waited = 0; waited <= timeout_ms; waited += 50) {
     if (KvUsage(port) == 0.0) return true;
@@ -136,8 +147,10 @@ TEST_CASE("gRPC Generate streams the same greedy tokens as the HTTP API") {
   ServerProcess& s = SharedServer();
   INFO(s.log());
   auto stub = StubTo(s);
+  const double tokens_before = GenerationTokens(s.port());
   const Streamed out = Generate(*stub, GreedyRequest("The capital of France is", 8));
   REQUIRE(out.status.ok());
+  CHECK(GenerationTokens(s.port()) == tokens_before + 8);  // gRPC requests are counted
   CHECK(out.Text().find("Paris") != std::string::npos);
   CHECK(out.Tokens().size() == 8);
   CHECK(out.messages.size() >= 2);  // streamed, not one blob

@@ -328,5 +328,39 @@ TEST_CASE("metrics count finished requests by reason") {
   CHECK(successes() == before + 1);
 }
 
+TEST_CASE("CORS: only configured origins are echoed, preflight included") {
+  ServerProcess s({"--model", "default", "--allowed-origins", "https://good.example"});
+  REQUIRE(s.ok());
+  const HttpResponse good = Post(s.port(), "/v1/completions", kGreedy,
+                                 "Origin: https://good.example\r\n");
+  REQUIRE(good.status == 200);
+  CHECK(good.headers.at("access-control-allow-origin") == "https://good.example");
+  const HttpResponse evil = Post(s.port(), "/v1/completions", kGreedy,
+                                 "Origin: https://evil.example\r\n");
+  CHECK(evil.status == 200);
+  CHECK(evil.headers.count("access-control-allow-origin") == 0);
+  HttpTestClient preflight(s.port());
+  REQUIRE(preflight.Request("OPTIONS", "/v1/chat/completions", "",
+                            "Origin: https://good.example\r\n"
+                            "Access-Control-Request-Method: POST\r\n"));
+  const HttpResponse allowed = preflight.Read();
+  CHECK(allowed.status == 204);
+  CHECK(allowed.headers.at("access-control-allow-origin") == "https://good.example");
+  CHECK(allowed.headers.at("access-control-allow-methods").find("POST") != std::string::npos);
+  HttpTestClient refused(s.port());
+  REQUIRE(refused.Request("OPTIONS", "/v1/chat/completions", "",
+                          "Origin: https://evil.example\r\n"));
+  const HttpResponse denied = refused.Read();
+  CHECK(denied.status == 403);
+  CHECK(denied.headers.count("access-control-allow-origin") == 0);
+  // Streamed answers carry the header too.
+  json streamed = json::parse(kGreedy);
+  streamed["stream"] = true;
+  const HttpResponse sse = Post(s.port(), "/v1/completions", streamed.dump(),
+                                "Origin: https://good.example\r\n");
+  CHECK(sse.status == 200);
+  CHECK(sse.headers.at("access-control-allow-origin") == "https://good.example");
+}
+
 }  // namespace
 }  // namespace alignserve
