@@ -37,15 +37,7 @@ BatchLayout ProfileLayout(const ProfileShape& shape, int32_t* num_blocks) {
 }
 
 size_t KvBytesPerBlock(Model& model, int32_t block_size) {
-  const ModelConfig& c = model.config();
-  KvCacheSpec spec;
-  spec.num_layers = c.num_layers;
-  spec.num_blocks = 1;
-  spec.block_size = block_size;
-  spec.num_kv_heads = c.num_kv_heads;
-  spec.head_dim = c.head_dim;
-  spec.dtype = model.backend().activation_dtype();
-  return spec.total_bytes();
+  return model.KvSpec(1, block_size).total_bytes();
 }
 
 std::string KvMemoryPlan::Describe() const {
@@ -95,11 +87,10 @@ absl::StatusOr<KvMemoryPlan> PlanKvCacheFromMemory(Model& model, const ProfileSh
   }
   int32_t profile_blocks = 0;
   const BatchLayout layout = ProfileLayout(shape, &profile_blocks);
-  size_t block_bytes = 0;
+  const size_t block_bytes = KvBytesPerBlock(model, shape.block_size);
   {
     ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache,
                      model.AllocateKvCache(profile_blocks, shape.block_size));
-    block_bytes = cache->spec().total_bytes() / static_cast<size_t>(profile_blocks);
     ForwardOutput out;
     RETURN_IF_ERROR(model.Forward(layout, *cache, /*want_hidden=*/false, out));
   }  // the profile cache is freed before measuring

@@ -26,8 +26,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   return model;
 }
 
-absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::AllocateKvCache(int num_blocks,
-                                                                     int block_size) {
+KvCacheSpec LlamaModel::KvSpec(int num_blocks, int block_size) {
   KvCacheSpec spec;
   spec.num_layers = config_.num_layers;
   spec.num_blocks = num_blocks;
@@ -35,7 +34,12 @@ absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::AllocateKvCache(int num_blo
   spec.num_kv_heads = config_.num_kv_heads;
   spec.head_dim = config_.head_dim;
   spec.dtype = backend_.activation_dtype();
-  return backend_.AllocateKvCache(spec);
+  return spec;
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> LlamaModel::AllocateKvCache(int num_blocks,
+                                                                     int block_size) {
+  return backend_.AllocateKvCache(KvSpec(num_blocks, block_size));
 }
 
 absl::Status LlamaModel::EnsureScratch(int64_t tokens, int64_t logits_rows) {

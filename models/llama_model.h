@@ -31,6 +31,7 @@ class LlamaModel final : public Model {
   Backend& backend() override { return backend_; }
   int max_model_len() const override { return max_model_len_; }
   const LlamaWeights& weights() const { return *weights_; }
+  KvCacheSpec KvSpec(int num_blocks, int block_size) override;
   absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(int num_blocks, int block_size) override;
   using Model::Forward;
   absl::Status Forward(const BatchLayout& layout, KvCache& cache, const ForwardOptions& options,

@@ -51,6 +51,8 @@ class Model {
   virtual Backend& backend() = 0;
   // The longest sequence the model's rope table covers.
   virtual int max_model_len() const = 0;
+  // The geometry of a KV cache of num_blocks blocks for this model.
+  virtual KvCacheSpec KvSpec(int num_blocks, int block_size) = 0;
   virtual absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(int num_blocks,
                                                                    int block_size) = 0;
   virtual absl::Status Forward(const BatchLayout& layout, KvCache& cache,

@@ -41,6 +41,12 @@ void GenerationJob::ReleaseSlot() {
   in_flight_ = nullptr;
 }
 
+void GenerationJob::Detach() {
+  ended_ = true;
+  ReleaseSlot();
+  for (Submission& s : submissions_) s.stream->SetNotify(nullptr);  // breaks the cycle
+}
+
 void GenerationJob::Submit() {
   auto self = shared_from_this();
   for (size_t p = 0; p < request_.prompts.size(); ++p) {
@@ -170,9 +176,7 @@ nlohmann::json GenerationJob::LogprobsOf(const Choice& choice, size_t prompt) co
 }
 
 void GenerationJob::Complete() {
-  ended_ = true;
-  ReleaseSlot();
-  for (Submission& s : submissions_) s.stream->SetNotify(nullptr);  // breaks the cycle
+  Detach();
   if (exchange_->closed()) return;
   Usage usage;
   for (const Submission& s : submissions_) usage.prompt_tokens += static_cast<int>(s.prompt_tokens);
@@ -214,10 +218,8 @@ void GenerationJob::Complete() {
 
 void GenerationJob::Fail(const absl::Status& status) {
   if (ended_) return;
-  ended_ = true;
-  ReleaseSlot();
+  Detach();
   AbortAll();
-  for (Submission& s : submissions_) s.stream->SetNotify(nullptr);
   const ApiError error = ErrorFromStatus(status);
   if (!stream_started_) {
     exchange_->Reply(error.http_status, "application/json", error.ToJson().dump());

@@ -85,6 +85,9 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::vector<Submission> submissions_;
   std::vector<Choice> choices_;  // [prompts * n]
   void ReleaseSlot();
+  // The answer is decided: no more draining, the slot and the streams' hooks
+  // (which hold the job) are released.
+  void Detach();
 
   std::shared_ptr<std::atomic<int64_t>> in_flight_;  // null once released
   bool ended_ = false;
