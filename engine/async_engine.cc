@@ -28,13 +28,20 @@ AsyncEngine::~AsyncEngine() { Shutdown(std::chrono::milliseconds(0)); }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> AsyncEngine::Submit(std::vector<int32_t> prompt,
                                                                    const SamplingParams& params) {
+  RequestParams request;
+  request.sampling = params;
+  return Submit(std::move(prompt), std::move(request));
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> AsyncEngine::Submit(std::vector<int32_t> prompt,
+                                                                   RequestParams params) {
   if (prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
   std::shared_ptr<RequestStream> stream;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!accepting_) return absl::UnavailableError("the engine is shutting down");
     stream = std::make_shared<RequestStream>(next_request_id_++);
-    adds_.push_back(PendingAdd{std::move(prompt), params, stream});
+    adds_.push_back(PendingAdd{std::move(prompt), std::move(params), stream});
   }
   wake_.notify_one();
   return stream;
@@ -100,7 +107,7 @@ bool AsyncEngine::TakeWork(std::vector<PendingAdd>& adds, std::vector<int64_t>& 
 void AsyncEngine::ApplyAdds(std::vector<PendingAdd>& adds) {
   for (PendingAdd& add : adds) {
     const int64_t id = add.stream->request_id();
-    absl::Status s = engine_->AddRequest(id, std::move(add.prompt), add.params);
+    absl::Status s = engine_->AddRequest(id, std::move(add.prompt), std::move(add.params));
     if (!s.ok()) {
       StreamEvent e;
       e.status = std::move(s);
@@ -151,6 +158,7 @@ void AsyncEngine::RunStep() {
     e.prompt_logprobs = std::move(o.prompt_logprobs);
     e.finished = o.finished;
     e.finish_reason = o.finish_reason;
+    e.policy_report = std::move(o.policy_report);
     it->second->Push(std::move(e));
     if (o.finished) live_.erase(it);
   }
@@ -177,8 +185,8 @@ void AsyncEngine::FailRequestsLostInStep(const absl::Status& error) {
 void AsyncEngine::PublishStats() {
   const EngineStats es = engine_->stats();
   AsyncEngineStats s;
-  s.num_running = static_cast<int32_t>(engine_->scheduler().running().size());
-  s.num_waiting = static_cast<int32_t>(engine_->scheduler().waiting().size());
+  s.num_running = engine_->scheduler().num_running();
+  s.num_waiting = engine_->scheduler().num_waiting();
   s.num_free_blocks = es.num_free_blocks;
   s.num_total_blocks = es.num_total_blocks;
   s.num_preemptions = es.num_preemptions;

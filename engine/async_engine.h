@@ -73,6 +73,13 @@ class AsyncEngine {
   // reported by the engine thread as the stream's error event.
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(std::vector<int32_t> prompt,
                                                         const SamplingParams& params);
+  // The same with the request's other fields, e.g. a DecodingPolicy: the
+  // policy passes to the engine thread, which alone calls its hooks; the
+  // caller must not touch it afterwards (unless it is thread-safe itself).
+  // A policy request's stream gets its chosen choices whole, at the end
+  // (LlmEngine's RequestOutput contract), the last event with the report.
+  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(std::vector<int32_t> prompt,
+                                                        RequestParams params);
   // Queues an abort of a submitted request (its stream ends with kAbort,
   // unless it already finished). A no-op for unknown or finished ids.
   void Abort(int64_t request_id);
@@ -86,7 +93,7 @@ class AsyncEngine {
  private:
   struct PendingAdd {
     std::vector<int32_t> prompt;
-    SamplingParams params;
+    RequestParams params;
     std::shared_ptr<RequestStream> stream;
   };
 

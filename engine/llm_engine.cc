@@ -57,6 +57,17 @@ absl::Status LlmEngine::AddRequest(int64_t request_id, std::vector<int32_t> prom
                                    RequestParams params) {
   const int vocab = model_.config().vocab_size;
   RETURN_IF_ERROR(params.sampling.Validate(vocab));
+  std::shared_ptr<DecodingPolicy> policy = params.policy;
+  PolicySpec spec;
+  if (policy != nullptr) {
+    if (params.sampling.n != 1) {
+      return absl::InvalidArgumentError(
+          "a request with a decoding policy takes n = 1: the policy decides how many sequences "
+          "run and how many choices return");
+    }
+    spec = policy->Spec();
+    RETURN_IF_ERROR(spec.Validate());
+  }
   if (text_.tokenizer == nullptr && !params.sampling.stop.empty()) {
     return absl::InvalidArgumentError(
         "stop strings need a tokenizer; this engine runs on token ids only "
@@ -70,18 +81,20 @@ absl::Status LlmEngine::AddRequest(int64_t request_id, std::vector<int32_t> prom
   }
   // Resolve the seed now so that it follows arrival order, not scheduling.
   const bool seeded = params.sampling.seed.has_value();
-  const int num_choices = params.sampling.n;
+  // A policy may fork up to kMaxSequences sequences, each with its own seed.
+  const int num_choices = policy ? PolicySpec::kMaxSequences : params.sampling.n;
   const uint64_t seed = seeded ? *params.sampling.seed : next_seed_;
-  RETURN_IF_ERROR(
-      scheduler_->AddRequest(request_id, std::move(prompt), std::move(params)).status());
+  ASSIGN_OR_RETURN(const int64_t seq_id,
+                   scheduler_->AddRequest(request_id, std::move(prompt), std::move(params)));
   // An unseeded request reserves one counter seed per choice, so no two
   // choices of any requests share a seed.
   if (!seeded) next_seed_ += static_cast<uint64_t>(num_choices);
   request_seeds_[request_id] = seed;
+  if (policy != nullptr) AddPolicy(request_id, seq_id, std::move(policy), spec, seed);
   return absl::OkStatus();
 }
 
-LlmEngine::SeqState LlmEngine::NewState(const Sequence& seq, int index, uint64_t seed) const {
+LlmEngine::SeqState LlmEngine::NewState(const Sequence& seq, int index, uint64_t seed) {
   const SamplingParams& p = seq.group().params().sampling;
   SeqState s;
   s.request_id = seq.request_id();
@@ -93,9 +106,20 @@ LlmEngine::SeqState LlmEngine::NewState(const Sequence& seq, int index, uint64_t
                                          scheduler_->config().max_sequence_len());
   if (text_.tokenizer != nullptr) {
     s.detok =
-        std::make_unique<IncrementalDetokenizer>(*text_.tokenizer, config_.skip_special_tokens);
+        std::make_unique<IncrementalDetokenizer>(*text_.tokenizer, p.skip_special_tokens);
+  }
+  if (!policies_.empty()) {
+    const auto entry = policies_.find(seq.request_id());
+    if (entry != policies_.end()) {
+      s.entry = &entry->second;
+      s.policy = std::make_unique<PolicySeqState>();
+    }
   }
   return s;
+}
+
+int LlmEngine::ExpandCount(const SeqState& state, const Sequence& seq) {
+  return state.entry != nullptr ? state.entry->spec.num_sequences : seq.group().params().sampling.n;
 }
 
 LlmEngine::SeqState& LlmEngine::StateFor(const Sequence& seq) {
@@ -105,18 +129,24 @@ LlmEngine::SeqState& LlmEngine::StateFor(const Sequence& seq) {
   // registered by FinishOutputs before they can be sampled).
   const auto seed = request_seeds_.find(seq.request_id());
   SeqState s = NewState(seq, 0, seed != request_seeds_.end() ? seed->second : config_.seed);
-  s.fork_pending = seq.group().params().sampling.n > 1 && seq.group().sequences().size() == 1;
+  s.fork_pending = ExpandCount(s, seq) > 1 && seq.group().sequences().size() == 1;
   return seqs_.emplace(seq.seq_id(), std::move(s)).first->second;
 }
 
-RequestOutput LlmEngine::Emit(SeqState& state, int32_t token, FinishReason& decision) {
+StopDecision LlmEngine::Advance(SeqState& state, int32_t token, std::string* raw_delta) {
   // Token-ids-only engines (no tokenizer) stream ids and no text.
   std::string delta = state.detok ? state.detok->Append(token) : std::string();
+  if (raw_delta != nullptr) *raw_delta = delta;
   StopDecision d = state.stop->Append(token, delta);
   if (d.reason == FinishReason::kLength && state.detok) {
     // Finished without a stop string: release a cut UTF-8 tail too.
     d.text += state.detok->Flush();
   }
+  return d;
+}
+
+RequestOutput LlmEngine::Emit(SeqState& state, int32_t token, FinishReason& decision) {
+  StopDecision d = Advance(state, token, nullptr);
   decision = d.reason;
   RequestOutput ro;
   ro.request_id = state.request_id;
@@ -163,8 +193,8 @@ void LlmEngine::CollectPromptLogprobs(const ScheduledSequence& s, const ForwardO
   }
 }
 
-std::vector<uint8_t> LlmEngine::HostLogitsRows(const StepPlan& plan) {
-  std::vector<uint8_t> rows;
+void LlmEngine::HostLogitsRows(const StepPlan& plan, std::vector<uint8_t>& rows) {
+  rows.clear();
   for (const ScheduledSequence& s : plan.seqs) {
     if (s.all_logits) {
       rows.insert(rows.end(), static_cast<size_t>(s.num_tokens()), 1);
@@ -175,23 +205,32 @@ std::vector<uint8_t> LlmEngine::HostLogitsRows(const StepPlan& plan) {
     bool host = true;
     if (seq != nullptr) {
       const SeqState& state = StateFor(*seq);
-      // A closed choice samples nothing; a fork draws n tokens on the host.
+      // A closed choice samples nothing; a fork draws n tokens on the host;
+      // a policy that reads logits or logprobs needs the whole row.
       host = state.deferred_finish == FinishReason::kNone &&
-             (state.fork_pending ||
+             (state.fork_pending || (state.entry != nullptr && state.entry->NeedsRow()) ||
               !BatchSampler::ArgmaxSuffices(seq->group().params().sampling,
                                             static_cast<int64_t>(seq->output_token_ids().size())));
     }
     rows.push_back(host ? 1 : 0);
   }
-  return rows;
 }
 
 void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, StepOutput& step_out,
                                std::vector<RequestOutput>& outputs, StepRecord& record) {
   const int vocab = model_.config().vocab_size;
-  std::vector<const Sequence*> sampled;
-  std::vector<int> sample_rows;  // the logits row of each sampled sequence
-  std::vector<SamplingRow> rows;
+  // Scratch kept across steps (no allocation in a steady decode).
+  std::vector<const Sequence*>& sampled = scratch_.sampled;
+  std::vector<int>& sample_rows = scratch_.sample_rows;  // the logits row of each
+  std::vector<SamplingRow>& rows = scratch_.rows;
+  std::vector<SampleResult>& results = scratch_.results;
+  sampled.clear();
+  sample_rows.clear();
+  rows.clear();
+  results.clear();  // SampleBatch default-constructs each result, as for a new vector
+  step_out.outputs.reserve(plan.seqs.size());
+  outputs.reserve(plan.seqs.size());
+  record.output_seqs.reserve(plan.seqs.size());
   int next_row = 0;
   for (const ScheduledSequence& s : plan.seqs) {
     const int first_row = next_row;
@@ -207,15 +246,15 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
     if (state.deferred_finish != FinishReason::kNone) continue;  // closed, not sampled
     if (!out.has_logits[row]) continue;  // greedy: the device's argmax is the token
     std::span<const int32_t> prompt(seq->token_ids().data(), seq->num_prompt_tokens());
-    // A fork step draws one token per choice from the same logits row.
-    const int draws = state.fork_pending ? seq->group().params().sampling.n : 1;
-    for (int i = 0; i < draws; ++i) {
+    // A fork step draws one token per choice from the same logits row; a
+    // token forced by a policy takes no draw of its own.
+    const int draws = state.fork_pending ? ExpandCount(state, *seq) : 1;
+    for (int i = Forced(state) ? 1 : 0; i < draws; ++i) {
       rows.push_back(SamplingRow{ModelRunner::Row(out, row, vocab), &seq->group().params().sampling,
                                  prompt, seq->output_token_ids(),
                                  state.seed + static_cast<uint64_t>(i)});
     }
   }
-  std::vector<SampleResult> results;
   sampler_.SampleBatch(rows, &results);
   size_t r = 0;
   for (size_t i = 0; i < sampled.size(); ++i) {
@@ -228,37 +267,56 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
       record.closed.push_back(seq);
       continue;
     }
-    const SampleResult* sampled_first = out.has_logits[row] ? &results[r++] : nullptr;
-    const int32_t first = sampled_first ? sampled_first->token : out.argmax[row];
+    const bool forced = Forced(state);
+    const SampleResult* sampled_first = out.has_logits[row] && !forced ? &results[r++] : nullptr;
+    const int32_t first = forced          ? state.policy->force_token
+                          : sampled_first ? sampled_first->token
+                                          : out.argmax[row];
     SequenceOutput so{seq->seq_id(), first, FinishReason::kNone, {}};
-    outputs.push_back(Emit(state, so.token_id, so.finish));
-    if (sampled_first && seq->group().params().sampling.logprobs) {
-      outputs.back().logprobs.push_back(sampled_first->logprobs);
+    if (state.entry != nullptr) {
+      EmitPolicyToken(state, first, row, sampled_first, so.finish);
+      record.policy_sampled.push_back(seq);
+    } else {
+      outputs.push_back(Emit(state, so.token_id, so.finish));
+      if (sampled_first && seq->group().params().sampling.logprobs) {
+        outputs.back().logprobs.push_back(sampled_first->logprobs);
+      }
+      record.output_seqs.push_back(seq);
     }
-    record.output_seqs.push_back(seq);
     if (state.fork_pending) {
       state.fork_pending = false;
-      ForkRecord fork;
-      fork.group = &seq->group();
-      const int n = seq->group().params().sampling.n;
-      for (int i = 1; i < n; ++i) {
-        const SampleResult& drawn = results[r++];
-        const int32_t token = drawn.token;
-        fork.children.push_back(NewState(*seq, i, state.seed + static_cast<uint64_t>(i)));
-        FinishReason decision = FinishReason::kNone;
-        fork.output_rows.push_back(outputs.size());
-        outputs.push_back(Emit(fork.children.back(), token, decision));
-        if (seq->group().params().sampling.logprobs) {
-          outputs.back().logprobs.push_back(drawn.logprobs);
-        }
-        record.output_seqs.push_back(nullptr);
-        fork.children.back().deferred_finish = decision;  // settled in FinishOutputs
-        so.fork_tokens.push_back(token);
-      }
-      record.forks.push_back(std::move(fork));
+      record.forks.push_back(EmitForks(*seq, state, row, results, r, so, outputs, record));
     }
     step_out.outputs.push_back(std::move(so));
   }
+}
+
+LlmEngine::ForkRecord LlmEngine::EmitForks(const Sequence& seq, const SeqState& parent, int row,
+                                           const std::vector<SampleResult>& results, size_t& r,
+                                           SequenceOutput& so, std::vector<RequestOutput>& outputs,
+                                           StepRecord& record) {
+  ForkRecord fork;
+  fork.group = &seq.group();
+  fork.policy = parent.entry != nullptr;
+  const bool logprobs = seq.group().params().sampling.logprobs.has_value();
+  const int n = ExpandCount(parent, seq);
+  for (int i = 1; i < n; ++i) {
+    const SampleResult& drawn = results[r++];
+    fork.children.push_back(NewState(seq, i, parent.seed + static_cast<uint64_t>(i)));
+    SeqState& child = fork.children.back();
+    FinishReason decision = FinishReason::kNone;
+    if (fork.policy) {
+      EmitPolicyToken(child, drawn.token, row, &drawn, decision);
+    } else {
+      fork.output_rows.push_back(outputs.size());
+      outputs.push_back(Emit(child, drawn.token, decision));
+      if (logprobs) outputs.back().logprobs.push_back(drawn.logprobs);
+      record.output_seqs.push_back(nullptr);
+    }
+    child.deferred_finish = decision;  // settled in FinishOutputs
+    so.fork_tokens.push_back(drawn.token);
+  }
+  return fork;
 }
 
 void LlmEngine::FinishOutputs(StepRecord& record,
@@ -267,6 +325,10 @@ void LlmEngine::FinishOutputs(StepRecord& record,
   // Fork children: the scheduler appended them to the group in fork order.
   absl::flat_hash_map<const Sequence*, FinishReason> decided;
   for (ForkRecord& fork : record.forks) {
+    if (fork.policy) {
+      BindPolicyForks(fork, record);
+      continue;
+    }
     const auto& seqs = fork.group->sequences();
     for (size_t i = 0; i < fork.children.size() && i + 1 < seqs.size(); ++i) {
       const Sequence* child = seqs[i + 1].get();
@@ -291,6 +353,7 @@ void LlmEngine::FinishOutputs(StepRecord& record,
   }
   // The request-level flag goes on each finished request's last output.
   for (const auto& group : finished) {
+    if (group->params().policy != nullptr) continue;  // finalized by its policy
     const int64_t id = group->request_id();
     auto last = std::find_if(outputs.rbegin(), outputs.rend(),
                              [id](const RequestOutput& o) { return o.request_id == id; });
@@ -316,19 +379,30 @@ void LlmEngine::FinishOutputs(StepRecord& record,
 void LlmEngine::ForgetGroup(const SequenceGroup& group) {
   for (const auto& seq : group.sequences()) seqs_.erase(seq->seq_id());
   request_seeds_.erase(group.request_id());
+  if (!policies_.empty()) ForgetPolicy(group.request_id());
 }
 
 absl::StatusOr<std::vector<RequestOutput>> LlmEngine::Step() {
   std::vector<RequestOutput> outputs;
+  // Policies first: a paused sequence can only be resumed from OnStep.
+  if (!policies_.empty()) RunStepHooks();
   StepPlan plan = scheduler_->Schedule();
   MarkPromptLogprobs(plan);
-  if (plan.empty()) return outputs;
+  if (!plan.empty()) RETURN_IF_ERROR(RunPlan(plan, outputs));
+  scheduler_->Recycle(std::move(plan));
+  if (!policies_.empty()) EndPolicyStep(outputs);
+  return outputs;
+}
+
+absl::Status LlmEngine::RunPlan(const StepPlan& plan, std::vector<RequestOutput>& outputs) {
   ++num_steps_;
   num_preemptions_ += static_cast<int64_t>(plan.preempted.size());
-  const std::vector<uint8_t> host_rows = HostLogitsRows(plan);
-  const absl::Status run =
-      runner_.Execute(plan, ForwardOptions{.want_hidden = false, .host_logits_rows = host_rows},
-                      forward_out_);
+  std::vector<uint8_t>& host_rows = scratch_.host_rows;
+  HostLogitsRows(plan, host_rows);
+  const bool want_hidden = !policies_.empty() && PolicyWantsHidden(plan);
+  const absl::Status run = runner_.Execute(
+      plan, ForwardOptions{.want_hidden = want_hidden, .host_logits_rows = host_rows},
+      forward_out_);
   if (!run.ok()) {
     // Abandon the step: abort its requests (freeing their blocks) so the
     // engine stays usable, and close the plan.
@@ -339,16 +413,26 @@ absl::StatusOr<std::vector<RequestOutput>> LlmEngine::Step() {
     (void)scheduler_->Update(StepOutput{});
     return run;
   }
+  if (!policies_.empty()) RunLogitsHooks(plan);
   StepOutput step_out;
   StepRecord record;
   SampleAndCheck(plan, forward_out_, step_out, outputs, record);
   ASSIGN_OR_RETURN(auto finished, scheduler_->Update(step_out));
   FinishOutputs(record, finished, outputs);
-  for (const auto& group : finished) ForgetGroup(*group);
-  return outputs;
+  if (!policies_.empty()) RunTokenHooks(record);
+  for (auto& group : finished) {
+    // A policy group is finalized (and forgotten) at the end of the step.
+    if (group->params().policy != nullptr) {
+      policy_finished_.push_back(std::move(group));
+    } else {
+      ForgetGroup(*group);
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LlmEngine::Abort(int64_t request_id) {
+  if (!policies_.empty() && AbortAwaitingPolicy(request_id)) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::unique_ptr<SequenceGroup> group, scheduler_->Abort(request_id));
   ForgetGroup(*group);
   return absl::OkStatus();

@@ -24,6 +24,22 @@
 // carries no finish decision, so a choice whose first token stops it is
 // reported finished at once but closed in the scheduler (kAbort, its token
 // dropped) at its next scheduled step.
+// Decoding policies (RequestParams::policy, engine/decoding_policy.h): a
+// request with a policy runs its hooks once per step (OnStep before
+// Schedule; OnLogits between the forward pass and sampling; OnTokens,
+// OnFinished and Finalize after Update). Its expand reuses the n > 1 fork
+// at the first sample (spec.num_sequences draws), its stops and prunes free
+// blocks in the same step through Scheduler::FinishSequence, its forks go
+// through Scheduler::Fork. It streams nothing per step: its chosen
+// sequences come back whole when it finishes (see RequestOutput). Requests
+// without a policy take none of these paths: a null check per sampled
+// sequence, and nothing at all while no policy request is live. The policy
+// glue lives in llm_engine_policy.cc. Its Score hook runs internal requests
+// (negative ids, each with an internal one-sample policy) through this same
+// path; they stream nothing and die with their owner.
+// A policy group whose sequences all finished while scores it asked for are
+// outstanding waits in policy_finished_ (HasUnfinished stays true) and is
+// finalized once they are delivered.
 // Thread-safety: not thread-safe; one thread (the engine thread) calls
 // everything. The Model and ModelText passed to Create must outlive it
 // unless it owns them (the LoadedModel overload).
@@ -32,12 +48,17 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/decoding_policy.h"
 #include "engine/model_runner.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
@@ -56,8 +77,6 @@ struct EngineConfig {
   // the model's own limit.
   SchedulerConfig scheduler;
   uint64_t seed = 0;  // base of the seeds of requests that set none
-  // Drop special tokens from streamed text (as vLLM's skip_special_tokens).
-  bool skip_special_tokens = true;
 };
 
 // What one choice of a request produced in one step. A step yields at most
@@ -83,6 +102,13 @@ struct RequestOutput {
   // This choice's reason once it has finished (kNone while it runs); set on
   // every output of a finished choice. For n = 1 it is the request's reason.
   FinishReason finish_reason = FinishReason::kNone;
+  // Policy requests only: nothing is output while they run. In the step
+  // they finish, one output per chosen sequence (index = its position in
+  // PolicyResult::choices) holds the whole completion: all its token ids in
+  // new_token_ids, its text, its logprobs if asked; the first also the
+  // prompt logprobs. The last has finished = true and this report (the
+  // policy's figures); with no choice it is a token-less output (kAbort).
+  std::vector<std::pair<std::string, double>> policy_report;
 };
 
 struct EngineStats {
@@ -115,7 +141,8 @@ class LlmEngine {
   LlmEngine& operator=(const LlmEngine&) = delete;
 
   // Queues a request (params.n choices). InvalidArgument for sampling params that fail
-  // Validate or token ids outside the vocabulary; the scheduler's errors
+  // Validate or token ids outside the vocabulary, and for a policy whose
+  // Spec fails Validate or with sampling.n != 1; the scheduler's errors
   // (empty prompt, too long, duplicate id, ...) pass through.
   absl::Status AddRequest(int64_t request_id, std::vector<int32_t> prompt,
                           const SamplingParams& params);
@@ -129,18 +156,35 @@ class LlmEngine {
   // freed, no output) so that the engine stays usable for the others.
   absl::StatusOr<std::vector<RequestOutput>> Step();
 
-  // Finishes the request at once and frees its blocks. NotFound for an
+  // Finishes the request at once and frees its blocks (a policy request's
+  // scoring requests' too, also while it awaits scores). NotFound for an
   // unknown or finished request.
   absl::Status Abort(int64_t request_id);
 
   int vocab_size() const { return model_.config().vocab_size; }
-  bool HasUnfinished() const { return scheduler_->num_unfinished_requests() > 0; }
+  // Also true while a finished policy request awaits its Finalize (after a
+  // failed step, or while scores it asked for are outstanding).
+  bool HasUnfinished() const {
+    return scheduler_->num_unfinished_requests() > 0 || !policy_finished_.empty();
+  }
   EngineStats stats() const;
   const Scheduler& scheduler() const { return *scheduler_; }
   const EngineConfig& config() const { return config_; }
   const ModelText& text() const { return text_; }
 
  private:
+  struct PolicyEntry;
+  // What a policy request's sequence keeps besides the plain state.
+  struct PolicySeqState {
+    std::string text;                        // the completion so far, as it would have streamed
+    std::string raw_text;                    // all detokenizer deltas: delimiters, ctx.text
+    std::string delta;                       // the detokenizer delta of this step's token
+    std::vector<PositionLogprobs> logprobs;  // per token, when the request asked
+    PositionLogprobs hook_logprobs;          // this step's, for TokenView
+    int32_t force_token = -1;                // from OnLogits, for this step
+    int row = -1;                            // logits row of this step's token
+    int64_t parent = -1;                     // expand parent, on its first token
+  };
   // Sampler, stop and detokenizer state of one live sequence.
   struct SeqState {
     int64_t request_id = 0;
@@ -157,7 +201,32 @@ class LlmEngine {
     // output carries them.
     std::vector<PositionLogprobs> prompt_logprobs;
     bool prompt_logprobs_sent = false;
+    PolicyEntry* entry = nullptr;            // the request's policy; null: plain
+    std::unique_ptr<PolicySeqState> policy;  // set iff entry
   };
+  // A live policy request: its policy, spec and per-step hook scratch
+  // (cleared each step, kept allocated).
+  struct PolicyEntry {
+    std::shared_ptr<DecodingPolicy> policy;
+    PolicySpec spec;
+    const SequenceGroup* group = nullptr;
+    uint64_t seed = 0;  // the sequence created i-th samples with seed + i
+    std::vector<LogitsView> logits_views;
+    std::vector<TokenView> token_views;
+    std::vector<SequenceEnd> ended;  // finished this step, for OnFinished
+    // Score hook: requests queued by ctx.Score (added at the next step),
+    // running (internal request ids = score ids), arrived (for OnScores).
+    std::vector<std::pair<int64_t, ScoreRequest>> score_queue;
+    absl::flat_hash_set<int64_t> scores_running;
+    std::vector<ScoreResult> scores_ready;
+    // An internal scoring request: the id of the request it scores for.
+    std::optional<int64_t> score_owner;
+    bool NeedsRow() const { return spec.wants_logits || spec.top_logprobs >= 0; }
+    bool AwaitsScores() const {
+      return !score_queue.empty() || !scores_running.empty() || !scores_ready.empty();
+    }
+  };
+  class EnginePolicyContext;
 
   LlmEngine(Model& model, const ModelText& text, const EngineConfig& config,
             std::unique_ptr<Scheduler> scheduler, std::unique_ptr<KvCache> cache);
@@ -167,21 +236,38 @@ class LlmEngine {
   struct ForkRecord {
     const SequenceGroup* group = nullptr;
     std::vector<SeqState> children;   // choice 1..n-1
-    std::vector<size_t> output_rows;  // their entries in the step's outputs
+    std::vector<size_t> output_rows;  // their entries in the step's outputs (plain)
+    bool policy = false;              // a policy's expand: nothing is output
   };
   // Bookkeeping of one step between sampling and Update.
   struct StepRecord {
     std::vector<const Sequence*> output_seqs;  // per output; null for fork children
     std::vector<ForkRecord> forks;
     std::vector<const Sequence*> closed;  // deferred finishes sent this step
+    // Policy sequences that got a token (expand children added after Update).
+    std::vector<const Sequence*> policy_sampled;
+    // Expand children the stop checker finished at their first token.
+    std::vector<std::pair<int64_t, FinishReason>> policy_closes;
   };
 
   SeqState& StateFor(const Sequence& seq);
-  SeqState NewState(const Sequence& seq, int index, uint64_t seed) const;
+  SeqState NewState(const Sequence& seq, int index, uint64_t seed);
+  // Runs the plan (forward, hooks, sampling, Update) and fills outputs.
+  absl::Status RunPlan(const StepPlan& plan, std::vector<RequestOutput>& outputs);
+  // Draws at a sequence's fork step: n, or the policy's num_sequences.
+  static int ExpandCount(const SeqState& state, const Sequence& seq);
   // Samples every sampled sequence of the plan from out's logits rows and
   // fills the StepOutput and per-choice outputs (in plan order).
   void SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, StepOutput& step_out,
                       std::vector<RequestOutput>& outputs, StepRecord& record);
+  // The n - 1 (or num_sequences - 1) children of a fork step, drawn from
+  // results[r..] (r advances): their tokens go to so.fork_tokens.
+  ForkRecord EmitForks(const Sequence& seq, const SeqState& parent, int row,
+                       const std::vector<SampleResult>& results, size_t& r, SequenceOutput& so,
+                       std::vector<RequestOutput>& outputs, StepRecord& record);
+  static bool Forced(const SeqState& s) {
+    return s.policy != nullptr && s.policy->force_token >= 0;
+  }
   // Sets ScheduledSequence::all_logits on the prefill chunks of requests
   // that asked for prompt logprobs.
   void MarkPromptLogprobs(StepPlan& plan);
@@ -189,9 +275,46 @@ class LlmEngine {
   void CollectPromptLogprobs(const ScheduledSequence& s, const ForwardOutput& out, int first_row);
   // Per logits row of the plan: 1 if the host needs the whole logits row,
   // 0 if the device's argmax is the token (BatchSampler::ArgmaxSuffices).
-  std::vector<uint8_t> HostLogitsRows(const StepPlan& plan);
-  // Feeds one sampled token to a choice's detokenizer and StopChecker.
+  void HostLogitsRows(const StepPlan& plan, std::vector<uint8_t>& rows);
+  // Feeds one sampled token to a choice's detokenizer and StopChecker;
+  // raw_delta (optional) receives the detokenizer's delta.
+  StopDecision Advance(SeqState& state, int32_t token, std::string* raw_delta);
   RequestOutput Emit(SeqState& state, int32_t token, FinishReason& decision);
+  // The token of one sampled policy sequence: stop checker, text, logprobs
+  // for the request (drawn, or computed from row) and for the TokenView.
+  void EmitPolicyToken(SeqState& state, int32_t token, int row, const SampleResult* drawn,
+                       FinishReason& decision);
+
+  // Policy glue (llm_engine_policy.cc).
+  void AddPolicy(int64_t request_id, int64_t seq_id, std::shared_ptr<DecodingPolicy> policy,
+                 const PolicySpec& spec, uint64_t seed);
+  bool PolicyWantsHidden(const StepPlan& plan);
+  void RunStepHooks();
+  void RunLogitsHooks(const StepPlan& plan);
+  void BindPolicyForks(ForkRecord& fork, StepRecord& record);
+  void RunTokenHooks(StepRecord& record);
+  TokenView MakeTokenView(const Sequence& seq, SeqState& state);
+  void ApplyDecision(PolicyEntry& entry, const TokenView& view);
+  // OnFinished for this step's ends, then Finalize of finished groups.
+  void EndPolicyStep(std::vector<RequestOutput>& outputs);
+  void FinalizeGroup(const SequenceGroup& group, std::vector<RequestOutput>& outputs);
+  absl::Status FinishPolicySequence(PolicyEntry& entry, int64_t seq_id, FinishReason reason);
+  absl::StatusOr<std::vector<int64_t>> ForkPolicySequence(PolicyEntry& entry, int64_t seq_id,
+                                                          int count);
+  SeqState CloneState(const SeqState& parent) const;
+  // Score hook (llm_engine_policy.cc): OnScores with what arrived; the
+  // queued scoring requests become internal engine requests; a finished
+  // scoring request hands its result to its owner.
+  void DeliverScores();
+  void AddQueuedScores();
+  void AddScoreRequest(int64_t owner, int64_t score_id, ScoreRequest request);
+  void HarvestScore(PolicyEntry& scorer);
+  // Drops a request's policy: an owner's scoring requests are aborted, a
+  // scoring request that ends without a result reports a failure.
+  void ForgetPolicy(int64_t request_id);
+  // Abort of a policy request whose sequences all finished while it awaits
+  // scores (it is no longer in the scheduler). False if there is none.
+  bool AbortAwaitingPolicy(int64_t request_id);
   // After Update: registers fork children and fills each output's finish
   // reason and the request-level finished flag.
   void FinishOutputs(StepRecord& record,
@@ -208,9 +331,25 @@ class LlmEngine {
   std::unique_ptr<KvCache> cache_;
   ModelRunner runner_;
   BatchSampler sampler_;
-  ForwardOutput forward_out_;                             // reused across steps
+  ForwardOutput forward_out_;  // reused across steps
+  // Per-step scratch of RunPlan and SampleAndCheck, cleared and refilled
+  // each step so that its buffers are kept.
+  struct StepScratch {
+    std::vector<uint8_t> host_rows;        // ForwardOptions::host_logits_rows
+    std::vector<const Sequence*> sampled;  // per sampled plan entry
+    std::vector<int> sample_rows;          // its logits row
+    std::vector<SamplingRow> rows;         // rows drawn on the host
+    std::vector<SampleResult> results;     // their draws
+  };
+  StepScratch scratch_;
   absl::flat_hash_map<int64_t, SeqState> seqs_;           // live sequences by seq id
   absl::flat_hash_map<int64_t, uint64_t> request_seeds_;  // unfinished requests
+  // Live policy requests by request id; node map: SeqState::entry points in.
+  absl::node_hash_map<int64_t, PolicyEntry> policies_;
+  // Policy requests whose last sequence finished this step, to finalize.
+  std::vector<std::unique_ptr<SequenceGroup>> policy_finished_;
+  std::vector<PolicyEntry*> active_entries_;  // scratch: entries with views this step
+  int64_t next_score_id_ = -1;                // internal scoring requests take ids -1, -2, ...
   uint64_t next_seed_;
   int64_t num_steps_ = 0;
   int64_t num_preemptions_ = 0;

@@ -1,5 +1,6 @@
 #include "engine/model_runner.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -20,21 +21,29 @@ absl::Status ModelRunner::CheckBlocks(const StepPlan& plan) const {
           absl::StrCat("block copy ", c.src, " -> ", c.dst, " outside the cache"));
     }
   }
+  // Every block of every table, each step: one unsigned compare per entry,
+  // without an early exit so that it vectorizes; the rare bad table is
+  // searched again for the message.
+  const uint32_t limit = static_cast<uint32_t>(std::max(num_blocks, 0));
   for (const ScheduledSequence& s : plan.seqs) {
-    for (int32_t b : s.block_table) {
-      if (bad(b)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("sequence ", s.seq_id, " names block ", b, " outside the cache"));
-      }
-    }
+    bool any_bad = false;
+    for (const int32_t b : s.block_table) any_bad |= static_cast<uint32_t>(b) >= limit;
+    if (!any_bad) continue;
+    const int32_t b = *std::find_if(s.block_table.begin(), s.block_table.end(), bad);
+    return absl::InvalidArgumentError(
+        absl::StrCat("sequence ", s.seq_id, " names block ", b, " outside the cache"));
   }
   return absl::OkStatus();
 }
 
 absl::Status ModelRunner::Execute(const StepPlan& plan, const ForwardOptions& options,
                                   ForwardOutput& out) {
+  // out.logits keeps its size: a model resizes it to rows * vocab, and a
+  // cleared vector would be zero-filled again on every step (a decode step
+  // of 256 rows of a 128k vocabulary: 131 MB of memset for rows that a
+  // greedy step never reads). Rows not asked for hold stale values anyway
+  // (ForwardOutput's contract).
   out.num_rows = 0;
-  out.logits.clear();
   out.has_logits.clear();
   out.argmax.clear();
   out.hidden.clear();
@@ -45,8 +54,8 @@ absl::Status ModelRunner::Execute(const StepPlan& plan, const ForwardOptions& op
   if (!plan.block_copies.empty()) {
     RETURN_IF_ERROR(model_.backend().CopyBlocks(plan.block_copies, cache_));
   }
-  const BatchLayout layout = plan.ToBatchLayout();
-  RETURN_IF_ERROR(model_.Forward(layout, cache_, options, out));
+  plan.FillBatchLayout(layout_);
+  RETURN_IF_ERROR(model_.Forward(layout_, cache_, options, out));
   if (out.num_rows != plan.num_logits_rows()) {
     return absl::InternalError(absl::StrCat("forward returned ", out.num_rows, " rows for ",
                                             plan.num_logits_rows(), " logits rows"));

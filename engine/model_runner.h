@@ -55,6 +55,7 @@ class ModelRunner {
 
   Model& model_;
   KvCache& cache_;
+  BatchLayout layout_;  // the last step's; reused so its buffers are kept
 };
 
 }  // namespace alignserve

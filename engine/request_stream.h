@@ -24,6 +24,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,15 +34,18 @@
 namespace alignserve {
 
 struct StreamEvent {
-  int index = 0;                   // the choice (0..n-1) these tokens belong to
-  std::vector<int32_t> token_ids;  // sampled this step (usually one)
-  std::string text;                // text delta safe to show now
-  std::vector<PositionLogprobs> logprobs;  // per token, when the request asked for them
+  int index = 0;                                  // the choice (0..n-1) these tokens belong to
+  std::vector<int32_t> token_ids;                 // sampled this step (usually one)
+  std::string text;                               // text delta safe to show now
+  std::vector<PositionLogprobs> logprobs;         // per token, when the request asked for them
   std::vector<PositionLogprobs> prompt_logprobs;  // first event: prompt tokens after the first
   // The whole request is done (every choice); set on its last event only.
   bool finished = false;
   // Set on every event of a choice that has finished (kNone while it runs).
   FinishReason finish_reason = FinishReason::kNone;
+  // A decoding policy's figures, on a policy request's last event
+  // (RequestOutput::policy_report).
+  std::vector<std::pair<std::string, double>> policy_report;
   absl::Status status;  // not OK: the request failed; this is the last event
   // When the engine thread pushed it (for TTFT / inter-token figures that do
   // not depend on how fast the consumer pops).

@@ -64,6 +64,9 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;  // ids in [0, vocab)
   std::vector<std::string> stop;        // non-empty UTF-8, <= 256 bytes, <= 16 of them
   bool include_stop_str_in_output = false;
+  // Drop special tokens from the output text (vLLM's skip_special_tokens);
+  // the token ids are unaffected.
+  bool skip_special_tokens = true;
   std::optional<uint64_t> seed;  // none: drawn at random once per sequence
   // Parallel sampling (OpenAI `n`): choices generated from one prompt, which
   // is prefilled once and shared copy-on-write; choice i draws with seed + i.

@@ -54,6 +54,9 @@ StepPlan Scheduler::Schedule() {
   step.plan.block_size = config_.block_size;
   if (!in_flight_.empty()) return std::move(step.plan);
   step.budget = config_.max_num_batched_tokens;
+  step.plan.seqs.reserve(std::min<size_t>(running_.size() + waiting_.size(),
+                                          static_cast<size_t>(config_.max_num_seqs)));
+  step.scheduled.reserve(step.plan.seqs.capacity());
   ScheduleRunning(step, /*decodes=*/true);
   ScheduleRunning(step, /*decodes=*/false);
   // Re-admitting in the step that preempted would only thrash.
@@ -76,7 +79,7 @@ void Scheduler::ScheduleRunning(StepBuilder& step, bool decodes) {
   while (i < running_.size() && HasRoom(step)) {
     Sequence& seq = *running_[i];
     const bool is_decode = seq.num_uncomputed_tokens() == 1;
-    if (is_decode != decodes || step.scheduled.contains(&seq)) {
+    if (is_decode != decodes || seq.paused() || step.scheduled.contains(&seq)) {
       ++i;
       continue;
     }
@@ -103,7 +106,8 @@ bool Scheduler::AllocateOrPreempt(Sequence& seq, int32_t num_tokens, StepBuilder
 
 Sequence* Scheduler::YoungestUnscheduledAfter(const Sequence& seq, const StepBuilder& step) const {
   for (auto it = running_.rbegin(); it != running_.rend() && *it != &seq; ++it) {
-    if (!step.scheduled.contains(*it)) return *it;
+    // A paused sequence keeps its blocks: its policy holds it for scoring.
+    if (!(*it)->paused() && !step.scheduled.contains(*it)) return *it;
   }
   return nullptr;
 }
@@ -117,15 +121,18 @@ void Scheduler::Preempt(Sequence& seq, StepBuilder& step) {
 }
 
 // Admits from the head of the queue while budget, sequence slots and blocks
-// last. The head is never skipped, so later arrivals cannot starve it.
+// last. The head is never skipped, so later arrivals cannot starve it;
+// paused sequences are not the head (they wait for their policy, not for
+// blocks).
 void Scheduler::AdmitWaiting(StepBuilder& step) {
-  while (!waiting_.empty() && HasRoom(step) &&
-         static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
-    Sequence& seq = **waiting_.begin();
+  while (HasRoom(step) && static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
+    const auto head = FirstUnpausedWaiting();
+    if (head == waiting_.end()) return;
+    Sequence& seq = **head;
     const int32_t cached = kv_.NumCachedPrefixTokens(seq);
     const int32_t n = std::min(seq.num_tokens() - cached, step.budget);
     if (!kv_.AllocateSlots(seq, n, step.plan.block_copies)) return;
-    waiting_.erase(waiting_.begin());
+    waiting_.erase(head);
     seq.set_status(SequenceStatus::kRunning);
     InsertRunning(&seq);
     step.plan.admitted.push_back(seq.seq_id());
@@ -133,15 +140,24 @@ void Scheduler::AdmitWaiting(StepBuilder& step) {
   }
 }
 
+void Scheduler::Recycle(StepPlan plan) {
+  for (ScheduledSequence& s : plan.seqs) spare_.push_back(std::move(s));
+}
+
 void Scheduler::Emit(Sequence& seq, int32_t num_tokens, StepBuilder& step) {
   ScheduledSequence s;
+  if (!spare_.empty()) {
+    s = std::move(spare_.back());  // keeps the buffers; every field is set below
+    spare_.pop_back();
+  }
   s.seq_id = seq.seq_id();
   s.request_id = seq.request_id();
   s.start_pos = seq.num_computed_tokens();
   const auto first = seq.token_ids().begin() + s.start_pos;
   s.token_ids.assign(first, first + num_tokens);
-  s.block_table = seq.block_table();
+  s.block_table.assign(seq.block_table().begin(), seq.block_table().end());
   s.sample = s.start_pos + num_tokens == seq.num_tokens();
+  s.all_logits = false;
   step.plan.seqs.push_back(std::move(s));
   step.budget -= num_tokens;
   step.scheduled.insert(&seq);
@@ -150,10 +166,12 @@ void Scheduler::Emit(Sequence& seq, int32_t num_tokens, StepBuilder& step) {
 absl::StatusOr<absl::flat_hash_map<int64_t, const SequenceOutput*>> Scheduler::MatchOutputs(
     const StepOutput& output) const {
   absl::flat_hash_set<int64_t> sampled;
+  sampled.reserve(in_flight_.size());
   for (const InFlight& f : in_flight_) {
     if (f.sample) sampled.insert(f.seq_id);
   }
   absl::flat_hash_map<int64_t, const SequenceOutput*> by_seq;
+  by_seq.reserve(output.outputs.size());
   for (const SequenceOutput& out : output.outputs) {
     if (!sampled.contains(out.seq_id)) {
       return absl::InvalidArgumentError(
@@ -244,6 +262,50 @@ absl::StatusOr<int64_t> Scheduler::Fork(int64_t seq_id) {
   const auto it = live_.find(seq_id);
   if (it == live_.end()) return absl::NotFoundError(absl::StrCat("no live sequence ", seq_id));
   return ForkSequence(*it->second).seq_id();
+}
+
+absl::StatusOr<std::unique_ptr<SequenceGroup>> Scheduler::FinishSequence(int64_t seq_id,
+                                                                         FinishReason reason) {
+  if (!in_flight_.empty()) {
+    return absl::FailedPreconditionError("FinishSequence while a step is in flight");
+  }
+  if (reason == FinishReason::kNone) {
+    return absl::InvalidArgumentError("FinishSequence needs a finish reason");
+  }
+  const auto it = live_.find(seq_id);
+  if (it == live_.end()) return absl::NotFoundError(absl::StrCat("no live sequence ", seq_id));
+  Sequence& seq = *it->second;
+  const int64_t request_id = seq.request_id();
+  FinishSequence(seq, reason);
+  const auto group = groups_.find(request_id);
+  if (group == groups_.end() || !group->second->is_finished()) return nullptr;
+  std::unique_ptr<SequenceGroup> done = std::move(group->second);
+  groups_.erase(group);
+  touched_groups_.erase(request_id);
+  return done;
+}
+
+absl::Status Scheduler::Pause(int64_t seq_id) {
+  if (!in_flight_.empty()) return absl::FailedPreconditionError("Pause while a step is in flight");
+  const auto it = live_.find(seq_id);
+  if (it == live_.end()) return absl::NotFoundError(absl::StrCat("no live sequence ", seq_id));
+  it->second->set_paused(true);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Resume(int64_t seq_id) {
+  if (!in_flight_.empty()) {
+    return absl::FailedPreconditionError("Resume while a step is in flight");
+  }
+  const auto it = live_.find(seq_id);
+  if (it == live_.end()) return absl::NotFoundError(absl::StrCat("no live sequence ", seq_id));
+  it->second->set_paused(false);
+  return absl::OkStatus();
+}
+
+std::set<Sequence*, Scheduler::ByRunsBefore>::iterator Scheduler::FirstUnpausedWaiting() {
+  return std::find_if(waiting_.begin(), waiting_.end(),
+                      [](const Sequence* s) { return !s->paused(); });
 }
 
 absl::StatusOr<std::unique_ptr<SequenceGroup>> Scheduler::Abort(int64_t request_id) {

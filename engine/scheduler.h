@@ -21,14 +21,20 @@
 // so far are recomputed (its cached prefix blocks usually survive).
 // A sequence finishes on a stop decision, at max_tokens outputs, or at
 // max_sequence_len tokens; its blocks are freed within the same Update.
+// Paused sequences (Pause, for a decoding policy waiting on scores) keep
+// their blocks and status but are skipped: never scheduled, never chosen as a
+// preemption victim, and a paused waiting sequence never holds up the head
+// of the queue, so pausing cannot starve anyone; Resume makes them eligible
+// again from the next Schedule.
 // Limits: max_num_seqs caps admissions and the sequences of one step; forks
 // may push the running set past it (the extra ones wait their turn). A
 // higher-priority arrival waits for blocks like any other: priority orders
 // the queue and the victims, it does not preempt on arrival.
 //
 // Thread-safety: owned by the engine thread; not thread-safe. Call order:
-// Schedule, (run the plan), Update, repeat; AddRequest, Abort and Fork
-// between steps (Abort also while a plan is in flight).
+// Schedule, (run the plan), Update, repeat; AddRequest, Abort, Fork,
+// FinishSequence, Pause and Resume between steps (Abort also while a plan is
+// in flight).
 #ifndef ALIGNSERVE_ENGINE_SCHEDULER_H_
 #define ALIGNSERVE_ENGINE_SCHEDULER_H_
 
@@ -61,6 +67,11 @@ class Scheduler {
 
   // The next step. Empty while the previous plan awaits Update.
   StepPlan Schedule();
+  // Optional: hands back a plan once its step has run, so that later
+  // Schedule calls refill its entries' token and block-table buffers
+  // instead of allocating new ones (a decode step copies every running
+  // sequence's block table into its plan).
+  void Recycle(StepPlan plan);
 
   // Applies the step's sampled tokens and returns the requests that finished
   // (ownership passes to the caller). InvalidArgument, changing nothing, if
@@ -76,10 +87,24 @@ class Scheduler {
   // FailedPrecondition while a plan is in flight; NotFound for a bad id.
   absl::StatusOr<int64_t> Fork(int64_t seq_id);
 
+  // Finishes one live sequence now (a policy's stop or prune) and frees its
+  // blocks. Returns its request if that was the request's last unfinished
+  // sequence (ownership passes to the caller, as from Update), else null.
+  // FailedPrecondition while a plan is in flight; NotFound for a bad id;
+  // InvalidArgument for reason kNone.
+  absl::StatusOr<std::unique_ptr<SequenceGroup>> FinishSequence(int64_t seq_id,
+                                                                FinishReason reason);
+  // Holds / releases a live sequence (see the header comment). Idempotent.
+  // FailedPrecondition while a plan is in flight; NotFound for a bad id.
+  absl::Status Pause(int64_t seq_id);
+  absl::Status Resume(int64_t seq_id);
+
   // Introspection (tests, metrics, policies).
   const Sequence* FindSequence(int64_t seq_id) const;  // live sequences only
   std::vector<const Sequence*> running() const;        // in scheduling order
   std::vector<const Sequence*> waiting() const;        // in admission order
+  int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
+  int32_t num_waiting() const { return static_cast<int32_t>(waiting_.size()); }
   int32_t num_unfinished_requests() const { return static_cast<int32_t>(groups_.size()); }
   const KvCacheManager& kv_cache() const { return kv_; }
   double FreeBlockFraction() const { return kv_.FreeFraction(); }
@@ -119,6 +144,8 @@ class Scheduler {
   void FinishSequence(Sequence& seq, FinishReason reason);
   Sequence& ForkSequence(Sequence& parent);
   std::vector<std::unique_ptr<SequenceGroup>> TakeFinishedGroups();
+  // The first waiting sequence that is not paused, or waiting_.end().
+  std::set<Sequence*, ByRunsBefore>::iterator FirstUnpausedWaiting();
 
   void InsertRunning(Sequence* seq);
   void RemoveRunning(Sequence* seq);
@@ -130,6 +157,7 @@ class Scheduler {
   std::vector<Sequence*> running_;                // sorted by RunsBefore
   std::set<Sequence*, ByRunsBefore> waiting_;     // waiting and preempted
   std::vector<InFlight> in_flight_;               // the plan awaiting Update
+  std::vector<ScheduledSequence> spare_;          // from Recycle: buffers to refill
   absl::flat_hash_set<int64_t> touched_groups_;   // requests with a sequence finished this step
   int64_t next_seq_id_ = 0;
   int64_t next_arrival_ = 0;

@@ -39,6 +39,8 @@ enum class FinishReason {
   kAbort,   // client abort or a policy pruning the sequence
 };
 
+class DecodingPolicy;  // engine/decoding_policy.h
+
 std::string_view ToString(SequenceStatus status);
 std::string_view ToString(FinishReason reason);
 
@@ -49,6 +51,13 @@ struct RequestParams {
   // The scheduler reads only sampling.max_tokens (output tokens per
   // sequence, > 0); the rest is for the sampler and stop checker.
   SamplingParams sampling;
+  // Null: plain sampling. Else the request's own DecodingPolicy instance
+  // (never shared between requests), created per request by the alignment
+  // layer; LlmEngine drives it on the engine thread and drops it when the
+  // request ends. sampling.n must then be 1: the policy's Spec decides how
+  // many sequences run and Finalize how many choices return. shared_ptr so
+  // that the caller may keep a handle (e.g. to read figures afterwards).
+  std::shared_ptr<DecodingPolicy> policy;
 };
 
 // The KV bookkeeping of one sequence, written only by KvCacheManager.
@@ -99,9 +108,13 @@ class Sequence {
   FinishReason finish_reason() const { return finish_reason_; }
   bool is_finished() const { return status_ == SequenceStatus::kFinished; }
   int32_t num_preemptions() const { return num_preemptions_; }
+  // Held by a decoding policy (Scheduler::Pause): not scheduled, not
+  // preempted, keeps its blocks; its status is unchanged.
+  bool paused() const { return paused_; }
 
   void AppendToken(int32_t token) { token_ids_.push_back(token); }
   void set_status(SequenceStatus status) { status_ = status; }
+  void set_paused(bool paused) { paused_ = paused; }  // Scheduler only
   void MarkPreempted();
   void Finish(FinishReason reason);
 
@@ -116,6 +129,7 @@ class Sequence {
   SequenceStatus status_ = SequenceStatus::kWaiting;
   FinishReason finish_reason_ = FinishReason::kNone;
   int32_t num_preemptions_ = 0;
+  bool paused_ = false;  // a fork starts unpaused
   SequenceKvState kv_;
 };
 

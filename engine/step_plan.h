@@ -52,6 +52,11 @@ struct StepPlan {
   // The flattened batch for Backend::UploadBatch; logits rows follow the
   // order of the sampled entries of `seqs`.
   BatchLayout ToBatchLayout() const;
+  // The same into `layout`, reusing its buffers (the model runner keeps one
+  // across steps, so a steady decode step allocates nothing here). Equal to
+  // BatchLayout::AddSequence for each entry followed by Finish, built
+  // directly: each block table is copied once, into its padded row.
+  void FillBatchLayout(BatchLayout& layout) const;
 };
 
 // One sampled sequence's result: the token to append and what happens next.

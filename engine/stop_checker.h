@@ -68,6 +68,9 @@ class StopChecker {
   const std::string& output_text() const { return output_text_; }
   int32_t num_output_tokens() const { return num_output_; }
   size_t held_back_bytes() const { return pending_.size(); }
+  // The held-back text itself: what a sequence finished from outside (a
+  // decoding policy's stop) still owes its completion.
+  const std::string& held_back_text() const { return pending_; }
 
  private:
   // The index of the stop string whose match ends first among those ending

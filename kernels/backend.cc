@@ -25,4 +25,12 @@ absl::StatusOr<DeviceTensor> Backend::UploadWeight(const Tensor& host) {
   return out;
 }
 
+absl::Status Backend::BeginCapture() {
+  return absl::UnimplementedError(absl::StrCat(std::string(name()), " backend: no graph capture"));
+}
+
+absl::StatusOr<std::unique_ptr<DeviceGraph>> Backend::EndCapture() {
+  return absl::UnimplementedError(absl::StrCat(std::string(name()), " backend: no graph capture"));
+}
+
 }  // namespace alignserve

@@ -91,6 +91,16 @@ struct DeviceMemoryInfo {
   size_t total_bytes = 0;
 };
 
+// Device work recorded once (Backend::BeginCapture .. EndCapture) and
+// replayed as one launch: a CUDA graph. It keeps the pointers and launch
+// shapes of the capture, so a replay computes on whatever those buffers
+// hold now.
+class DeviceGraph {
+ public:
+  virtual ~DeviceGraph() = default;
+  virtual absl::Status Replay() = 0;
+};
+
 struct BlockCopy {
   int32_t src;
   int32_t dst;
@@ -154,6 +164,18 @@ class Backend {
                                       int layer, int num_heads, float scale, Tensor& out) = 0;
   // out[i, :] = x[batch.logits_indices[i], :].
   virtual absl::Status GatherRows(const DeviceBatch& batch, const Tensor& x, Tensor& out) = 0;
+  // Graph capture (CUDA graphs): ops queued between BeginCapture and
+  // EndCapture are recorded, not run; host-side checks still run at capture.
+  // Only device work may be queued meanwhile (no CopyToHost, no
+  // Synchronize). Backends without graphs return Unimplemented.
+  virtual bool SupportsGraphs() const { return false; }
+  virtual absl::Status BeginCapture();
+  virtual absl::StatusOr<std::unique_ptr<DeviceGraph>> EndCapture();
+  // Changes whenever a buffer that ops use behind the caller's back (the
+  // uploaded batch, workspaces) moves; a graph captured under another epoch
+  // points at freed memory and must be captured again.
+  virtual uint64_t memory_epoch() const { return 0; }
+
   // Copies whole blocks (every layer, K and V) for copy-on-write.
   virtual absl::Status CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) = 0;
   // ids[r] = the column of row r's largest value, the lowest on ties (NaN

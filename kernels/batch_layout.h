@@ -16,6 +16,11 @@
 
 namespace alignserve {
 
+// A slot_mapping entry whose token's K/V is not stored: the padding rows
+// that fill a decode step up to a captured graph's batch size
+// (models/decode_graphs.h). Every backend skips it in WriteKv.
+inline constexpr int64_t kPaddingSlot = -1;
+
 struct BatchLayout {
   std::vector<int32_t> token_ids;     // [num_tokens]
   std::vector<int32_t> positions;     // [num_tokens] absolute position of each token
@@ -25,7 +30,7 @@ struct BatchLayout {
                                       // padded with 0 past its last block
   int32_t max_blocks_per_seq = 0;
   std::vector<int64_t> slot_mapping;    // [num_tokens] block_id * block_size + offset of each
-                                        // token's K/V slot
+                                        // token's K/V slot, or kPaddingSlot
   std::vector<int32_t> logits_indices;  // [num_logits] token rows whose logits are wanted
 
   int32_t num_tokens() const { return static_cast<int32_t>(token_ids.size()); }

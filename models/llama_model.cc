@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <string>
 #include <span>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +11,9 @@
 
 namespace alignserve {
 namespace {
+
+// Decode steps of up to this many sequences replay graphs by default.
+constexpr int kDefaultGraphBatch = 256;
 
 // The first `rows` rows of a scratch tensor.
 Tensor Rows(const Tensor& t, int64_t rows) { return t.View2d(rows, t.cols()); }
@@ -23,6 +28,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(
   ASSIGN_OR_RETURN(model->rope_,
                    RopeTableStorage::Build(backend, config.rope, model->max_model_len_,
                                            model->weights_->rope_freq_divisors));
+  model->SetDecodeGraphs(kDefaultGraphBatch);
   return model;
 }
 
@@ -84,6 +90,7 @@ absl::Status LlamaModel::EnsureScratch(int64_t tokens, int64_t logits_rows) {
   size_t total = 0;
   for (const Slot& slot : slots) total += padded_bytes(slot);
   s.buffer.reset();
+  ++scratch_generation_;
   ASSIGN_OR_RETURN(s.buffer, backend_.Allocate(total));
   char* p = static_cast<char*>(s.buffer->data());
   for (const Slot& slot : slots) {
@@ -152,20 +159,9 @@ absl::Status LlamaModel::Layer(const DeviceBatch& batch, KvCache& cache, int lay
   return backend_.MatMul(act, w.w_down, nullptr, proj);
 }
 
-absl::Status LlamaModel::Forward(const BatchLayout& layout, KvCache& cache,
-                                 const ForwardOptions& options, ForwardOutput& out) {
+absl::Status LlamaModel::RunDevice(const DeviceBatch& batch, KvCache& cache, int64_t n,
+                                   int64_t rows, bool want_hidden) {
   const ModelConfig& c = config_;
-  RETURN_IF_ERROR(CheckLayout(layout, cache));
-  const int64_t n = layout.num_tokens();
-  const int64_t rows = static_cast<int64_t>(layout.logits_indices.size());
-  if (!options.host_logits_rows.empty() &&
-      static_cast<int64_t>(options.host_logits_rows.size()) != rows) {
-    return absl::InvalidArgumentError(absl::StrCat("host_logits_rows has ",
-                                                   options.host_logits_rows.size(), " entries for ",
-                                                   rows, " logits rows"));
-  }
-  RETURN_IF_ERROR(EnsureScratch(n, rows));
-  ASSIGN_OR_RETURN(DeviceBatch batch, backend_.UploadBatch(layout));
   Scratch& s = scratch_;
   Tensor residual = Rows(s.residual, n), x = Rows(s.x, n), proj = Rows(s.proj, n);
   RETURN_IF_ERROR(backend_.Embedding(batch, weights_->token_embedding, residual));
@@ -184,23 +180,98 @@ absl::Status LlamaModel::Forward(const BatchLayout& layout, KvCache& cache,
   Tensor last = Rows(s.last, rows), logits = Rows(s.logits, rows);
   Tensor hidden = Rows(s.hidden, rows), argmax = Rows(s.argmax, rows);
   RETURN_IF_ERROR(backend_.GatherRows(batch, residual, last));
-  if (options.want_hidden) {
+  if (want_hidden) {
     RETURN_IF_ERROR(backend_.RmsNorm(last, weights_->final_norm, c.rms_norm_eps, hidden));
   }
   RETURN_IF_ERROR(backend_.RmsNorm(last, weights_->final_norm, c.rms_norm_eps, last));
   RETURN_IF_ERROR(backend_.MatMul(last, weights_->lm_head, nullptr, logits));
-  RETURN_IF_ERROR(backend_.ArgMax(logits, argmax));
+  return backend_.ArgMax(logits, argmax);
+}
+
+absl::Status LlamaModel::CopyOut(int64_t rows, const ForwardOptions& options, ForwardOutput& out) {
+  Scratch& s = scratch_;
   out.num_rows = static_cast<int>(rows);
   out.argmax.resize(rows);
-  RETURN_IF_ERROR(backend_.CopyToHost(out.argmax.data(), argmax.data, rows * sizeof(int32_t)));
-  RETURN_IF_ERROR(CopyLogitsRows(logits, options.host_logits_rows, out));
+  RETURN_IF_ERROR(
+      backend_.CopyToHost(out.argmax.data(), s.argmax.data, rows * sizeof(int32_t)));
+  RETURN_IF_ERROR(CopyLogitsRows(Rows(s.logits, rows), options.host_logits_rows, out));
   out.hidden.clear();
   if (options.want_hidden) {
-    out.hidden.resize(static_cast<size_t>(rows) * c.hidden_size);
+    out.hidden.resize(static_cast<size_t>(rows) * config_.hidden_size);
     RETURN_IF_ERROR(
-        backend_.CopyToHost(out.hidden.data(), hidden.data, out.hidden.size() * sizeof(float)));
+        backend_.CopyToHost(out.hidden.data(), s.hidden.data, out.hidden.size() * sizeof(float)));
   }
   return backend_.Synchronize();
+}
+
+absl::Status LlamaModel::Forward(const BatchLayout& layout, KvCache& cache,
+                                 const ForwardOptions& options, ForwardOutput& out) {
+  RETURN_IF_ERROR(CheckLayout(layout, cache));
+  const int64_t n = layout.num_tokens();
+  const int64_t rows = static_cast<int64_t>(layout.logits_indices.size());
+  if (!options.host_logits_rows.empty() &&
+      static_cast<int64_t>(options.host_logits_rows.size()) != rows) {
+    return absl::InvalidArgumentError(absl::StrCat("host_logits_rows has ",
+                                                   options.host_logits_rows.size(), " entries for ",
+                                                   rows, " logits rows"));
+  }
+  if (graphs_ != nullptr && graphs_->Eligible(layout, options)) {
+    return ForwardGraph(layout, cache, options, out);
+  }
+  RETURN_IF_ERROR(EnsureScratch(n, rows));
+  ASSIGN_OR_RETURN(DeviceBatch batch, backend_.UploadBatch(layout));
+  RETURN_IF_ERROR(RunDevice(batch, cache, n, rows, options.want_hidden));
+  return CopyOut(rows, options, out);
+}
+
+void LlamaModel::SetDecodeGraphs(int max_batch) {
+  graphs_.reset();
+  if (max_batch > 0 && backend_.SupportsGraphs()) {
+    graphs_ = std::make_unique<DecodeGraphs>(max_batch);
+  }
+}
+
+DecodeGraphs::Epoch LlamaModel::GraphEpoch(KvCache& cache) const {
+  DecodeGraphs::Epoch epoch;
+  epoch.backend = backend_.memory_epoch();
+  epoch.scratch = scratch_generation_;
+  epoch.kv = cache.k(0);
+  epoch.kv_blocks = cache.spec().num_blocks;
+  return epoch;
+}
+
+// The first step of a shape runs op by op (that also grows any workspace
+// to the shape's needs), then captures the same ops for the next steps; a
+// capture that fails turns graphs off and this step's results stand.
+absl::Status LlamaModel::ForwardGraph(const BatchLayout& layout, KvCache& cache,
+                                      const ForwardOptions& options, ForwardOutput& out) {
+  const DecodeGraphs::Shape shape = DecodeGraphs::ShapeFor(layout);
+  DecodeGraphs::Pad(layout, shape, padded_);
+  RETURN_IF_ERROR(EnsureScratch(shape.batch, shape.batch));
+  ASSIGN_OR_RETURN(DeviceBatch batch, backend_.UploadBatch(padded_));
+  const int64_t rows = layout.num_seqs();
+  if (DeviceGraph* graph = graphs_->Find(shape, GraphEpoch(cache)); graph != nullptr) {
+    RETURN_IF_ERROR(graph->Replay());
+    ++graph_replays_;
+    return CopyOut(rows, options, out);
+  }
+  RETURN_IF_ERROR(RunDevice(batch, cache, shape.batch, shape.batch, /*want_hidden=*/false));
+  RETURN_IF_ERROR(CopyOut(rows, options, out));
+  graphs_->Find(shape, GraphEpoch(cache));  // drops graphs the warm-up outdated
+  absl::Status captured = backend_.BeginCapture();
+  if (captured.ok()) {
+    const absl::Status ran = RunDevice(batch, cache, shape.batch, shape.batch, false);
+    absl::StatusOr<std::unique_ptr<DeviceGraph>> graph = backend_.EndCapture();
+    captured = !ran.ok() ? ran : graph.status();
+    if (captured.ok()) graphs_->Add(shape, *std::move(graph));
+  }
+  if (!captured.ok()) {
+    std::fprintf(stderr, "alignserve: CUDA graph capture failed (%s); running decode steps "
+                 "op by op from now on\n", std::string(captured.message()).c_str());
+    graphs_->Disable();
+    graphs_.reset();
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LlamaModel::CopyLogitsRows(const Tensor& logits, std::span<const uint8_t> wanted,

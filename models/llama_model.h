@@ -5,6 +5,8 @@
 // projection -> residual add fused with the next RMSNorm -> SiLU-gated MLP.
 // Activations live in per-model scratch buffers that grow to the largest
 // step seen and are then reused (no allocation in steady-state decode).
+// On backends with graphs, decode steps replay a CUDA graph captured per
+// step shape (decode_graphs.h; on by default for up to 256 sequences).
 // Thread-safety: one driving thread.
 #ifndef ALIGNSERVE_MODELS_LLAMA_MODEL_H_
 #define ALIGNSERVE_MODELS_LLAMA_MODEL_H_
@@ -13,6 +15,7 @@
 #include <memory>
 #include <span>
 
+#include "models/decode_graphs.h"
 #include "models/llama_weights.h"
 #include "models/model.h"
 #include "models/rope_table.h"
@@ -36,6 +39,11 @@ class LlamaModel final : public Model {
   using Model::Forward;
   absl::Status Forward(const BatchLayout& layout, KvCache& cache, const ForwardOptions& options,
                        ForwardOutput& out) override;
+  void SetDecodeGraphs(int max_batch) override;
+  // Graphs held now, and decode steps run by replaying one (tests and
+  // benchmarks).
+  size_t num_decode_graphs() const { return graphs_ ? graphs_->size() : 0; }
+  int64_t num_graph_replays() const { return graph_replays_; }
 
  private:
   // Activation buffers for `tokens` rows, each [tokens, width].
@@ -52,6 +60,17 @@ class LlamaModel final : public Model {
       : config_(config), weights_(std::move(weights)), backend_(backend) {}
 
   absl::Status EnsureScratch(int64_t tokens, int64_t logits_rows);
+  // The device work of a step of `tokens` rows and `rows` logits rows on
+  // an uploaded batch: logits and argmax land in the scratch.
+  absl::Status RunDevice(const DeviceBatch& batch, KvCache& cache, int64_t tokens, int64_t rows,
+                         bool want_hidden);
+  // Argmax, the wanted logits rows and hidden states of the first `rows`
+  // rows to the host.
+  absl::Status CopyOut(int64_t rows, const ForwardOptions& options, ForwardOutput& out);
+  // A decode step through a captured graph (capturing it on first use).
+  absl::Status ForwardGraph(const BatchLayout& layout, KvCache& cache,
+                            const ForwardOptions& options, ForwardOutput& out);
+  DecodeGraphs::Epoch GraphEpoch(KvCache& cache) const;
   absl::Status Layer(const DeviceBatch& batch, KvCache& cache, int layer, const Tensor& rows_x);
   absl::Status CheckLayout(const BatchLayout& layout, const KvCache& cache) const;
   // Copies the wanted rows of the device logits into out.logits (all when
@@ -65,6 +84,10 @@ class LlamaModel final : public Model {
   std::unique_ptr<RopeTableStorage> rope_;
   int max_model_len_ = 0;
   Scratch scratch_;
+  uint64_t scratch_generation_ = 0;  // reallocations of scratch_
+  std::unique_ptr<DecodeGraphs> graphs_;
+  int64_t graph_replays_ = 0;
+  BatchLayout padded_;  // the graph step's padded layout, reused
 };
 
 }  // namespace alignserve

@@ -57,6 +57,10 @@ class Model {
                                                                    int block_size) = 0;
   virtual absl::Status Forward(const BatchLayout& layout, KvCache& cache,
                                const ForwardOptions& options, ForwardOutput& out) = 0;
+  // Decode steps of up to max_batch sequences replay captured device graphs
+  // where the backend has them (CUDA); 0 runs every step op by op. Models
+  // without graphs ignore it.
+  virtual void SetDecodeGraphs(int max_batch) {}
   // Every row's logits on the host.
   absl::Status Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
                        ForwardOutput& out) {

@@ -20,7 +20,8 @@
 #
 # Usage: scripts/gpu_bundle.sh [--build-dir DIR] [--all-tests] [--with-cudart]
 #   --all-tests  bundles every test binary, not only the GPU ones.
-# Then on the GPU machine: benchmarks/gpu/run_all.sh (carry .bundle).
+#   .bundle.tar.xz      the same, compressed: what to carry to the GPU machine
+# Then on the GPU machine: benchmarks/gpu/run_all.sh (carry .bundle.tar.xz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -78,7 +79,8 @@ is_system_lib() {
 declare -A seen=()
 for bin in "${binaries[@]}"; do
   cp -f "$bin" "$BUNDLE/bin/"
-  strip --strip-debug "$BUNDLE/bin/$(basename "$bin")" 2>/dev/null || true
+  # Symbols too: the carry to a GPU machine is capped at 64 MiB in all.
+  strip --strip-all "$BUNDLE/bin/$(basename "$bin")" 2>/dev/null || true
   # ldd lists the whole closure, so one pass per binary suffices.
   while read -r lib; do
     [[ -n "$lib" && -f "$lib" ]] || continue
@@ -87,7 +89,7 @@ for bin in "${binaries[@]}"; do
     [[ -n "${seen[$base]:-}" ]] && continue
     seen[$base]=1
     cp -fL "$lib" "$BUNDLE/lib/$base"
-    strip --strip-debug "$BUNDLE/lib/$base" 2>/dev/null || true
+    strip --strip-unneeded "$BUNDLE/lib/$base" 2>/dev/null || true
   done < <(ldd "$bin" | awk '/=>/ && $3 ~ /^\// {print $3}')
 done
 
@@ -120,4 +122,8 @@ exec "$BUNDLE/bin/$name" "$@"
 EOF
 chmod +x "$BUNDLE/run"
 
-echo "bundled ${#binaries[@]} binaries and $(ls "$BUNDLE/lib" | wc -l) libraries into .bundle ($(du -sh "$BUNDLE" | cut -f1))"
+# The device tool carries at most 64 MiB with the working tree: carry the
+# compressed copy (.bundle.tar.xz, ~1/3 the size); run_all.sh unpacks it.
+rm -f .bundle.tar.xz
+tar cf - .bundle | xz -T2 -1 > .bundle.tar.xz
+echo "bundled ${#binaries[@]} binaries and $(ls "$BUNDLE/lib" | wc -l) libraries into .bundle ($(du -sh "$BUNDLE" | cut -f1); .bundle.tar.xz $(du -sh .bundle.tar.xz | cut -f1))"

@@ -9,6 +9,8 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git python3 python3-pip python3-venv unzip
   libabsl-dev nlohmann-json3-dev libsentencepiece-dev catch2 libboost-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  # Tests: promtool (tests/server/metrics_promtool_test.py) comes with prometheus.
+  prometheus
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

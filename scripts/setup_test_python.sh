@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Creates the Python environment the client-compatibility tests run in: a
 # venv outside the clone, at ${ALIGNSERVE_CACHE:-$HOME/.cache/alignserve}/testvenv,
-# holding the official `openai` client from PyPI at a pinned, verified version
-# (and its dependencies, pinned too, so a new upstream release cannot change
-# what the test proves). Safe to run again: returns at once when the venv
+# holding the official `openai` client and gRPC's Python packages (grpcio,
+# grpcio-tools to generate stubs from proto/ at test time,
+# grpcio-health-checking, grpcio-reflection) from PyPI at pinned, verified
+# versions (and their dependencies, pinned too, so a new upstream release
+# cannot change what the tests prove). Safe to run again: returns at once when the venv
 # already has the pinned version. Needs python3 and Debian's python3-venv
 # (scripts/setup.sh installs both). tests/CMakeLists.txt looks for the venv at
-# the same path and registers openai_client_test only when it exists.
+# the same path and registers openai_client_test and grpc_client_test only
+# when it exists.
 # Usage: scripts/setup_test_python.sh
 set -euo pipefail
 
 CACHE="${ALIGNSERVE_CACHE:-$HOME/.cache/alignserve}"
 VENV="$CACHE/testvenv"
 OPENAI_VERSION=3.54.0
+GRPC_VERSION=1.85.1
 # The set pip resolved for openai==$OPENAI_VERSION on Python 3.11 when the
 # test was verified; all from PyPI.
 REQUIREMENTS=(
@@ -30,14 +34,23 @@ REQUIREMENTS=(
   truststore==0.10.5
   typing_extensions==4.16.0
   typing-inspection==0.4.5
+  # gRPC client test (tests/server/grpc_client_test.py)
+  "grpcio==$GRPC_VERSION"
+  "grpcio-tools==$GRPC_VERSION"
+  "grpcio-health-checking==$GRPC_VERSION"
+  "grpcio-reflection==$GRPC_VERSION"
+  protobuf==7.36.2
+  setuptools==84.2.1
 )
 
 installed_version() {
-  "$VENV/bin/python" -c 'from importlib.metadata import version; print(version("openai"))' 2>/dev/null || true
+  "$VENV/bin/python" -c "from importlib.metadata import version; print(version('$1'))" \
+    2>/dev/null || true
 }
 
-if [ -x "$VENV/bin/python" ] && [ "$(installed_version)" = "$OPENAI_VERSION" ]; then
-  echo "setup_test_python: $VENV has openai $OPENAI_VERSION"
+if [ -x "$VENV/bin/python" ] && [ "$(installed_version openai)" = "$OPENAI_VERSION" ] &&
+  [ "$(installed_version grpcio-reflection)" = "$GRPC_VERSION" ]; then
+  echo "setup_test_python: $VENV has openai $OPENAI_VERSION and grpcio $GRPC_VERSION"
   exit 0
 fi
 
@@ -48,12 +61,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   rm -rf "$VENV"
   python3 -m venv "$VENV"
 fi
-echo "setup_test_python: installing openai $OPENAI_VERSION from PyPI"
+echo "setup_test_python: installing openai $OPENAI_VERSION and grpcio $GRPC_VERSION from PyPI"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   "${REQUIREMENTS[@]}"
-got="$(installed_version)"
-if [ "$got" != "$OPENAI_VERSION" ]; then
-  echo "setup_test_python: expected openai $OPENAI_VERSION, found '${got}'" >&2
-  exit 1
-fi
-echo "setup_test_python: ready: $VENV/bin/python (openai $got)"
+for want in "openai $OPENAI_VERSION" "grpcio $GRPC_VERSION" "grpcio-tools $GRPC_VERSION" \
+  "grpcio-health-checking $GRPC_VERSION" "grpcio-reflection $GRPC_VERSION"; do
+  got="$(installed_version "${want% *}")"
+  if [ "$got" != "${want#* }" ]; then
+    echo "setup_test_python: expected ${want}, found '${got}'" >&2
+    exit 1
+  fi
+done
+echo "setup_test_python: ready: $VENV/bin/python (openai $OPENAI_VERSION, grpcio $GRPC_VERSION)"

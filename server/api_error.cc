@@ -116,6 +116,11 @@ std::string ParamOf(const absl::Status& status) {
   return payload ? std::string(*payload) : std::string();
 }
 
+absl::Status FromEngineError(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kResourceExhausted) return WithParamFromMessage(status);
+  return WithParamFromMessage(absl::InvalidArgumentError(status.message()));
+}
+
 absl::Status WithParamFromMessage(absl::Status status) {
   if (status.ok() || status.GetPayload(kParamPayloadUrl)) return status;
   const std::string message(status.message());

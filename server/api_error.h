@@ -49,6 +49,13 @@ std::string ParamOf(const absl::Status& status);
 // word is a request field this server knows (temperature, stop, ...); other
 // statuses unchanged. For errors from SamplingParams::Validate.
 absl::Status WithParamFromMessage(absl::Status status);
+// An error the engine reported for one request (its stream's error event),
+// as the front ends answer it. The engine has no queue of its own (the
+// server's cap is AdmissionCounter), so ResourceExhausted from it means this
+// request can never be served as asked (a prompt larger than the whole KV
+// cache, ROBUSTNESS.md 19): InvalidArgument, a 400, not a 429 that invites
+// retries. The param is taken from the message (WithParamFromMessage).
+absl::Status FromEngineError(const absl::Status& status);
 
 }  // namespace alignserve
 

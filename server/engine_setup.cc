@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -11,6 +12,7 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/status_macros.h"
 #include "models/model_loader.h"
+#include "server/fault_injecting_model.h"
 #ifdef ALIGNSERVE_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -33,6 +35,8 @@ void AddEngineFlags(ArgParser& args, EngineFlags* f) {
                 "KV cache size on the CPU, GiB (GPUs size it from --gpu-memory-utilization)");
   args.AddBool("skip-tokenizer-init", &f->skip_tokenizer_init,
                "load no tokenizer: token ids in and out, no text (a checkpoint without one)");
+  args.AddBool("enforce-eager", &f->enforce_eager,
+               "run decode steps op by op instead of replaying CUDA graphs (GPU only)");
 }
 
 absl::Status CheckEngineFlags(const EngineFlags& f) {
@@ -56,8 +60,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device) 
   if (device == "cpu") return std::unique_ptr<Backend>(std::make_unique<CpuBackend>());
   int index = 0;
   if (device != "cuda") {
-    if (device.substr(0, 5) != "cuda:" || !absl::SimpleAtoi(std::string(device.substr(5)), &index) ||
-        index < 0) {
+    if (device.substr(0, 5) != "cuda:" ||
+        !absl::SimpleAtoi(std::string(device.substr(5)), &index) || index < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("--device must be cpu, cuda or cuda:N, got '", std::string(device), "'"));
     }
@@ -75,7 +79,13 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int
                                                        uint64_t seed) {
   RETURN_IF_ERROR(CheckEngineFlags(f));
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(f.device));
+  ASSIGN_OR_RETURN(const FaultSpec faults, FaultSpecFromEnv());
   const auto t0 = std::chrono::steady_clock::now();
+  if (faults.load_delay_ms > 0 || faults.any_forward_fault()) {
+    std::fprintf(stderr, "alignserve: FAULT INJECTION ON (%s, test only): %s\n", kFaultInjectEnv,
+                 faults.Describe().c_str());
+    std::this_thread::sleep_for(std::chrono::milliseconds(faults.load_delay_ms));
+  }
   ModelOptions options;
   options.max_model_len = f.max_model_len;
   options.load_text = !f.skip_tokenizer_init;
@@ -89,7 +99,14 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int
     }
     return loaded.status();
   }
+  if (faults.any_forward_fault()) {
+    (*loaded)->model = std::make_unique<FaultInjectingModel>(std::move((*loaded)->model), faults);
+  }
   Model& model = *(*loaded)->model;
+  // Graphs for decode steps of up to max_num_seqs sequences (256 at most:
+  // a graph per batch bucket, and the host's launch cost matters less
+  // beyond).
+  model.SetDecodeGraphs(f.enforce_eager ? 0 : std::min(f.max_num_seqs, 256));
   std::fprintf(stderr, "alignserve: loaded %s on %s (%d layers, hidden %d, vocab %d) in %.2f s\n",
                (*loaded)->name.c_str(), f.device.c_str(), model.config().num_layers,
                model.config().hidden_size, model.config().vocab_size,

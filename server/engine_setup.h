@@ -31,6 +31,8 @@ struct EngineFlags {
   int max_num_batched_tokens = 2048;
   int max_model_len = 0;  // 0: the model's own context length
   bool skip_tokenizer_init = false;
+  // Run every step op by op: no CUDA graphs of decode steps (vLLM's flag).
+  bool enforce_eager = false;
   float kv_cache_gib = 1.0f;  // KV budget where the device has no memory of its own (CPU)
 };
 
@@ -47,7 +49,9 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device);
 // engine (which owns backend and model). cpu_num_blocks: the KV blocks to
 // use when --num-blocks is 0 and the device has no memory of its own; 0
 // sizes them from --kv-cache-gib.
-// Progress and the KV plan go to stderr.
+// Progress and the KV plan go to stderr. Test only: ALIGNSERVE_FAULT_INJECT
+// (server/fault_injecting_model.h) delays the load and wraps the model in a
+// FaultInjectingModel; InvalidArgument when its value does not parse.
 absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int cpu_num_blocks,
                                                        uint64_t seed);
 

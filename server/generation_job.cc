@@ -9,10 +9,10 @@ namespace alignserve {
 void GenerationJob::Start(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
                           std::shared_ptr<HttpExchange> exchange,
                           std::shared_ptr<ServingMetrics> metrics, std::string model_name,
-                          std::shared_ptr<std::atomic<int64_t>> in_flight) {
-  auto job = std::make_shared<GenerationJob>(std::move(request), engine, text, exchange,
-                                             std::move(metrics), std::move(model_name),
-                                             std::move(in_flight));
+                          AdmissionCounter::Slot slot) {
+  auto job =
+      std::make_shared<GenerationJob>(std::move(request), engine, text, exchange,
+                                      std::move(metrics), std::move(model_name), std::move(slot));
   // Everything of the job runs on the connection's strand.
   exchange->Run([job] { job->Submit(); });
 }
@@ -20,13 +20,13 @@ void GenerationJob::Start(OpenAiRequest request, AsyncEngine& engine, const Mode
 GenerationJob::GenerationJob(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
                              std::shared_ptr<HttpExchange> exchange,
                              std::shared_ptr<ServingMetrics> metrics, std::string model_name,
-                             std::shared_ptr<std::atomic<int64_t>> in_flight)
+                             AdmissionCounter::Slot slot)
     : request_(std::move(request)),
       engine_(engine),
       text_(text),
       exchange_(std::move(exchange)),
       metrics_(std::move(metrics)),
-      in_flight_(std::move(in_flight)) {
+      slot_(std::move(slot)) {
   header_.id = NewRequestId(request_.kind);
   header_.created = static_cast<int64_t>(std::time(nullptr));
   header_.model = std::move(model_name);
@@ -36,10 +36,7 @@ GenerationJob::GenerationJob(OpenAiRequest request, AsyncEngine& engine, const M
 
 GenerationJob::~GenerationJob() { ReleaseSlot(); }
 
-void GenerationJob::ReleaseSlot() {
-  if (in_flight_) in_flight_->fetch_sub(1);
-  in_flight_ = nullptr;
-}
+void GenerationJob::ReleaseSlot() { slot_.Release(); }
 
 void GenerationJob::Detach() {
   ended_ = true;
@@ -100,7 +97,7 @@ void GenerationJob::Drain() {
 }
 
 void GenerationJob::OnEvent(size_t prompt, StreamEvent& e) {
-  if (!e.status.ok()) return Fail(e.status);
+  if (!e.status.ok()) return Fail(FromEngineError(e.status));
   Submission& s = submissions_[prompt];
   const int index = static_cast<int>(prompt) * request_.params.n + e.index;
   if (index < 0 || static_cast<size_t>(index) >= choices_.size()) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "engine/async_engine.h"
+#include "server/admission_counter.h"
 #include "server/http_server.h"
 #include "server/openai_request.h"
 #include "server/openai_response.h"
@@ -32,16 +33,16 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
  public:
   // Submits the request's prompts and starts answering `exchange`. A
   // submission the engine refuses (shutting down) is answered at once.
-  // `in_flight` was incremented by the caller; the job decrements it once,
-  // before its answer is written, so a client that has its answer never
-  // counts against the queue cap.
+  // `slot` is the request's place in the queue cap (server/
+  // admission_counter.h); the job releases it once, before its answer is
+  // written, so a client that has its answer never counts against the cap.
   static void Start(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
                     std::shared_ptr<HttpExchange> exchange, std::shared_ptr<ServingMetrics> metrics,
-                    std::string model_name, std::shared_ptr<std::atomic<int64_t>> in_flight);
+                    std::string model_name, AdmissionCounter::Slot slot);
 
   GenerationJob(OpenAiRequest request, AsyncEngine& engine, const ModelText& text,
                 std::shared_ptr<HttpExchange> exchange, std::shared_ptr<ServingMetrics> metrics,
-                std::string model_name, std::shared_ptr<std::atomic<int64_t>> in_flight);
+                std::string model_name, AdmissionCounter::Slot slot);
   ~GenerationJob();
 
  private:
@@ -89,7 +90,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   // (which hold the job) are released.
   void Detach();
 
-  std::shared_ptr<std::atomic<int64_t>> in_flight_;  // null once released
+  AdmissionCounter::Slot slot_;  // empty once released
   bool ended_ = false;
   bool stream_started_ = false;  // the 200 and SSE headers went out
 };

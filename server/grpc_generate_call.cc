@@ -26,7 +26,8 @@ GenerateWriter* FinishedGenerateWriter(const grpc::Status& status) {
 GenerateWriter* GenerateCall::Start(OpenAiRequest request, AsyncEngine& engine,
                                     const Tokenizer* tokenizer, SerialExecutor& executor,
                                     int64_t max_unread_events,
-                                    std::shared_ptr<ServingMetrics> metrics) {
+                                    std::shared_ptr<ServingMetrics> metrics,
+                                    AdmissionCounter::Slot slot) {
   const int prompt_tokens = static_cast<int>(request.prompts[0].size());
   const auto submitted = std::chrono::steady_clock::now();
   absl::StatusOr<std::shared_ptr<RequestStream>> stream =
@@ -35,6 +36,7 @@ GenerateWriter* GenerateCall::Start(OpenAiRequest request, AsyncEngine& engine,
   auto call = std::make_shared<GenerateCall>(engine, tokenizer, executor, max_unread_events,
                                              prompt_tokens, std::move(metrics));
   call->submitted_ = submitted;
+  call->slot_ = std::move(slot);
   call->stream_ = std::move(*stream);
   call->self_ = call;
   // The hook holds the call until OnDone clears it. Writes started before
@@ -108,7 +110,8 @@ void GenerateCall::Drain() {
 void GenerateCall::Merge(StreamEvent& event) {
   if (!event.status.ok()) {
     engine_done_ = true;
-    final_status_ = ToGrpcStatus(WithParamFromMessage(event.status));
+    slot_.Release();  // as HTTP: the engine is done with it; what is left is writing
+    final_status_ = ToGrpcStatus(FromEngineError(event.status));
     return;
   }
   // Join the choice's unsent message, if there is one.
@@ -146,6 +149,7 @@ void GenerateCall::Merge(StreamEvent& event) {
   }
   if (event.finished) {
     engine_done_ = true;
+    slot_.Release();
     v1::GenerateResponse& last = outbox_.back();  // written last, whatever its choice
     last.set_finished(true);
     last.mutable_usage()->set_prompt_tokens(prompt_tokens_);
@@ -169,6 +173,7 @@ void GenerateCall::End(const grpc::Status& status) {
   if (finishing_) return;
   finishing_ = true;
   if (!engine_done_) engine_.Abort(stream_->request_id());
+  slot_.Release();  // the answer is decided (cancelled, cut off or done)
   Finish(status);
 }
 

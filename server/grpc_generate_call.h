@@ -36,6 +36,7 @@
 #include "alignserve/v1/alignserve.pb.h"
 #include "engine/async_engine.h"
 #include "models/tokenizer/tokenizer.h"
+#include "server/admission_counter.h"
 #include "server/openai_request.h"
 #include "server/serial_executor.h"
 #include "server/serving_metrics.h"
@@ -54,7 +55,8 @@ class GenerateCall : public GenerateWriter, public std::enable_shared_from_this<
   // `engine`, `tokenizer` and `executor` must outlive every call.
   static GenerateWriter* Start(OpenAiRequest request, AsyncEngine& engine,
                                const Tokenizer* tokenizer, SerialExecutor& executor,
-                               int64_t max_unread_events, std::shared_ptr<ServingMetrics> metrics);
+                               int64_t max_unread_events, std::shared_ptr<ServingMetrics> metrics,
+                               AdmissionCounter::Slot slot);
 
   GenerateCall(AsyncEngine& engine, const Tokenizer* tokenizer, SerialExecutor& executor,
                int64_t max_unread_events, int prompt_tokens,
@@ -94,6 +96,10 @@ class GenerateCall : public GenerateWriter, public std::enable_shared_from_this<
   std::chrono::steady_clock::time_point submitted_, first_token_, last_event_;
   std::vector<double> gaps_;
   std::shared_ptr<GenerateCall> self_;  // keeps this alive until OnDone
+  // The queue cap's count: released when the engine is done with the
+  // request (its terminal event popped) or the RPC ends, whichever is first,
+  // as the HTTP front end releases it before writing its answer.
+  AdmissionCounter::Slot slot_;
 };
 
 }  // namespace alignserve

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "alignserve/v1/alignserve.grpc.pb.h"
+#include "server/admission_counter.h"
 #include "server/grpc_generate_call.h"
 #include "server/grpc_request.h"
 #include "server/grpc_status.h"
@@ -54,8 +55,13 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
 class AlignServeService final : public v1::AlignServe::CallbackService {
  public:
   AlignServeService(const GrpcServerOptions& options, SerialExecutor& executor)
-      : options_(options), executor_(executor) {
+      : options_(options),
+        executor_(executor),
+        admission_(options.admission != nullptr
+                       ? options.admission
+                       : std::make_shared<AdmissionCounter>(options.max_queued_requests)) {
     context_.served_model_name = options.served_model_name;
+    context_.chat_template = options.chat_template;
   }
 
   void SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len, int vocab_size) {
@@ -72,18 +78,17 @@ class AlignServeService final : public v1::AlignServe::CallbackService {
                            const v1::GenerateRequest* request) override {
     grpc::Status admitted = Admit(*context);
     if (!admitted.ok()) return FinishedGenerateWriter(admitted);
-    const AsyncEngineStats stats = engine_->stats();
-    if (stats.num_live_streams >= options_.max_queued_requests) {
-      return FinishedGenerateWriter(
-          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                       absl::StrCat("the server has ", stats.num_live_streams,
-                                    " unfinished requests (--max-queued-requests ",
-                                    options_.max_queued_requests, "); retry later")));
-    }
+    // The count shared with HTTP, not the engine's stats (a step behind).
+    absl::StatusOr<AdmissionCounter::Slot> slot = admission_->TryAcquire();
+    if (!slot.ok()) return FinishedGenerateWriter(ToGrpcStatus(slot.status()));
     absl::StatusOr<OpenAiRequest> parsed = ParseGrpcGenerate(*request, context_);
-    if (!parsed.ok()) return FinishedGenerateWriter(ToGrpcStatus(parsed.status()));
+    if (!parsed.ok()) {
+      slot->Release();
+      return FinishedGenerateWriter(ToGrpcStatus(parsed.status()));
+    }
     return GenerateCall::Start(std::move(*parsed), *engine_, context_.text->tokenizer.get(),
-                               executor_, options_.max_unread_events, options_.metrics);
+                               executor_, options_.max_unread_events, options_.metrics,
+                               std::move(*slot));
   }
 
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
@@ -159,6 +164,7 @@ class AlignServeService final : public v1::AlignServe::CallbackService {
   AsyncEngine* engine_ = nullptr;  // set once by SetEngine, before state_ turns kReady
   ServeContext context_;
   int64_t created_ = 0;
+  std::shared_ptr<AdmissionCounter> admission_;
 };
 
 GrpcServer::GrpcServer(GrpcServerOptions options)

@@ -10,9 +10,9 @@
 // finish; Shutdown ends the server (streams still open after its deadline
 // are cancelled).
 // Limits: messages over max_receive_bytes get RESOURCE_EXHAUSTED (from gRPC
-// itself); more unfinished requests than max_queued_requests get
-// RESOURCE_EXHAUSTED; a Generate stream whose client stops reading is
-// bounded by max_unread_events (server/grpc_generate_call.h). With an API
+// itself); more unfinished requests than max_queued_requests (counted with
+// the HTTP front end's, server/admission_counter.h) get RESOURCE_EXHAUSTED; a Generate stream whose
+// client stops reading is bounded by max_unread_events (server/grpc_generate_call.h). With an API
 // key, every AlignServe method needs metadata "authorization: Bearer KEY"
 // (UNAUTHENTICATED otherwise); health and reflection stay open, like the
 // HTTP /health.
@@ -36,6 +36,7 @@ class Server;
 
 namespace alignserve {
 
+class AdmissionCounter;
 class ServingMetrics;
 
 struct GrpcServerOptions {
@@ -45,6 +46,11 @@ struct GrpcServerOptions {
   std::string api_key;  // empty: no authentication
   int max_receive_bytes = 8 << 20;
   int32_t max_queued_requests = 1024;
+  // The queue cap's count, shared with the HTTP front end; null: the server
+  // makes its own of max_queued_requests.
+  std::shared_ptr<AdmissionCounter> admission;
+  // --chat-template, overriding the model's; not owned, outlives the server.
+  const ChatTemplate* chat_template = nullptr;
   // Events a Generate stream may leave unread while a write is blocked.
   int64_t max_unread_events = 1024;
   // Per-request figures, shared with the HTTP front end (may be null).

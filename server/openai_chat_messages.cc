@@ -92,6 +92,19 @@ absl::StatusOr<nlohmann::ordered_json> ConvertMessage(const json& message, size_
   return nlohmann::ordered_json{{"role", role}, {"content", std::move(content)}};
 }
 
+// The server's --chat-template when given, else the model's own.
+absl::StatusOr<std::string> RenderWith(const ServeContext& ctx,
+                                       const nlohmann::ordered_json& messages,
+                                       bool add_generation_prompt) {
+  if (ctx.chat_template == nullptr) return ctx.text->RenderChat(messages, add_generation_prompt);
+  ChatTemplateInputs inputs;
+  inputs.messages = messages;
+  inputs.add_generation_prompt = add_generation_prompt;
+  inputs.bos_token = ctx.text->bos_token;
+  inputs.eos_token = ctx.text->eos_token;
+  return ctx.chat_template->Render(inputs);
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> RenderChatMessages(const json* messages, bool add_generation_prompt,
@@ -112,7 +125,7 @@ absl::StatusOr<std::string> RenderChatMessages(const json* messages, bool add_ge
                         absl::StrCat("messages has ", messages->size(), " entries; at most ",
                                      kMaxChatMessages, " are allowed"));
   }
-  if (ctx.text == nullptr || !ctx.text->chat_template) {
+  if (ctx.text == nullptr || (!ctx.text->chat_template && ctx.chat_template == nullptr)) {
     return MessageError(absl::StatusCode::kInvalidArgument,
                         "messages cannot be rendered: this model has no chat template; use "
                         "/v1/completions with a prompt instead");
@@ -122,7 +135,7 @@ absl::StatusOr<std::string> RenderChatMessages(const json* messages, bool add_ge
     ASSIGN_OR_RETURN(nlohmann::ordered_json message, ConvertMessage((*messages)[i], i));
     converted.push_back(std::move(message));
   }
-  absl::StatusOr<std::string> rendered = ctx.text->RenderChat(converted, add_generation_prompt);
+  absl::StatusOr<std::string> rendered = RenderWith(ctx, converted, add_generation_prompt);
   if (!rendered.ok()) {
     // Template errors (raise_exception, e.g. roles that do not alternate) and
     // its step / time limits are the request's fault: 400, not 429 or 500.

@@ -41,6 +41,7 @@ absl::Status ReadCommonFields(const json& body, const ServeContext& ctx, OpenAiR
   RETURN_IF_ERROR(ReadBool(body, "stream", &req->stream));
   RETURN_IF_ERROR(ReadStreamOptions(body, req));
   RETURN_IF_ERROR(ReadBool(body, "skip_special_tokens", &req->skip_special_tokens));
+  req->params.skip_special_tokens = req->skip_special_tokens;
   return ReadString(body, "user", &req->user);
 }
 

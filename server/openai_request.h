@@ -44,6 +44,9 @@ namespace alignserve {
 // What the parsers need of the served model.
 struct ServeContext {
   const ModelText* text = nullptr;  // tokenizer and chat template; not owned
+  // --chat-template: renders chats instead of the model's own template; not
+  // owned (null: the model's).
+  const ChatTemplate* chat_template = nullptr;
   std::string served_model_name;
   int max_model_len = 0;
   int vocab_size = 0;

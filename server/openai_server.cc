@@ -60,8 +60,14 @@ std::string CleanPath(const std::string& target) {
 
 OpenAiServer::OpenAiServer(OpenAiServerOptions options)
     : options_(std::move(options)),
-      metrics_(std::make_shared<ServingMetrics>(options_.served_model_name)) {
+      metrics_(
+          std::make_shared<ServingMetrics>(options_.served_model_name, options_.metrics_prefix)),
+      health_(options_.liveness_timeout),
+      admission_(options_.admission != nullptr
+                     ? options_.admission
+                     : std::make_shared<AdmissionCounter>(options_.max_queued_requests)) {
   context_.served_model_name = options_.served_model_name;
+  context_.chat_template = options_.chat_template;
 }
 
 OpenAiServer::~OpenAiServer() = default;
@@ -175,27 +181,23 @@ void OpenAiServer::Handle(const HttpRequest& request, std::shared_ptr<HttpExchan
 
 void OpenAiServer::HandleGeneration(ApiKind kind, const HttpRequest& request,
                                     std::shared_ptr<HttpExchange> exchange) {
-  // Counted here rather than from the engine's stats, which lag a step:
-  // a request whose answer went out no longer counts.
-  const int64_t unfinished = in_flight_->fetch_add(1);
-  if (unfinished >= options_.max_queued_requests) {
-    in_flight_->fetch_sub(1);
+  // The count shared with gRPC (server/admission_counter.h), not the
+  // engine's stats, which lag a step.
+  absl::StatusOr<AdmissionCounter::Slot> slot = admission_->TryAcquire();
+  if (!slot.ok()) {
     return ReplyError(*exchange,
-                      Error(429, "rate_limit_error",
-                            absl::StrCat("the server has ", unfinished,
-                                         " unfinished requests (--max-queued-requests ",
-                                         options_.max_queued_requests, "); retry later")),
+                      Error(429, "rate_limit_error", std::string(slot.status().message())),
                       {{"Retry-After", "1"}});
   }
   absl::StatusOr<OpenAiRequest> parsed = kind == ApiKind::kChat
                                              ? ParseChatRequest(request.body, context_)
                                              : ParseCompletionRequest(request.body, context_);
   if (!parsed.ok()) {
-    in_flight_->fetch_sub(1);
+    slot->Release();  // before the answer: its client may send the next request at once
     return ReplyError(*exchange, ErrorFromStatus(parsed.status()));
   }
   GenerationJob::Start(std::move(*parsed), *engine_, *context_.text, std::move(exchange), metrics_,
-                       options_.served_model_name, in_flight_);
+                       options_.served_model_name, std::move(*slot));
 }
 
 void OpenAiServer::HandleTokenize(const HttpRequest& request, HttpExchange& exchange) {
@@ -222,16 +224,16 @@ void OpenAiServer::HandleModels(HttpExchange& exchange) {
   ReplyJson(exchange, 200, {{"object", "list"}, {"data", nlohmann::json::array({ModelCard()})}});
 }
 
-// Liveness: the engine thread must keep making progress while it has work.
+// Liveness: the engine thread must keep making progress while it has work,
+// and its forward passes must not be failing.
 void OpenAiServer::HandleHealth(HttpExchange& exchange) {
   if (state_.load() == State::kLoading) return ReplyJson(exchange, 200, {{"status", "loading"}});
-  const AsyncEngineStats stats = engine_->stats();
-  const auto idle_for = std::chrono::steady_clock::now() - stats.last_progress;
-  const bool stuck = stats.num_live_streams > 0 && idle_for > options_.liveness_timeout;
-  if (stuck) {
-    return ReplyJson(exchange, 503,
-                     {{"status", "unhealthy"},
-                      {"reason", "the engine has unfinished requests but made no progress"}});
+  const ServerLoad load{.in_flight = admission_->in_flight(),
+                        .busy_since = admission_->busy_since()};
+  const HealthVerdict verdict =
+      health_.Check(engine_->stats(), load, std::chrono::steady_clock::now());
+  if (!verdict.healthy) {
+    return ReplyJson(exchange, 503, {{"status", "unhealthy"}, {"reason", verdict.reason}});
   }
   ReplyJson(exchange, 200, {{"status", "ok"}});
 }

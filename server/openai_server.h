@@ -2,7 +2,7 @@
 // answers every HttpExchange of the HTTP server: the OpenAI-compatible
 // /v1/completions and /v1/chat/completions (whole or streamed as server-sent
 // events), /v1/models, /tokenize, /detokenize, and the operational routes
-// /health (liveness), /ready (model loaded), /metrics (Prometheus).
+// /health (liveness: server/engine_health.h), /ready (model loaded), /metrics (Prometheus).
 //
 // Life cycle: it answers from the moment the HTTP server listens; until
 // SetEngine it is "loading" (/ready and generation routes 503); after
@@ -26,6 +26,8 @@
 
 #include "engine/async_engine.h"
 #include "models/model_text.h"
+#include "server/admission_counter.h"
+#include "server/engine_health.h"
 #include "server/http_server.h"
 #include "server/openai_request.h"
 #include "server/serving_metrics.h"
@@ -34,13 +36,20 @@ namespace alignserve {
 
 struct OpenAiServerOptions {
   std::string served_model_name = "default";
-  std::string api_key;  // empty: no authentication
+  std::string api_key;                            // empty: no authentication
+  std::string metrics_prefix = kVllmStylePrefix;  // opens every metric name
   // Browser origins whose cross-origin requests are allowed (CORS); an
   // Origin not listed gets no Access-Control headers. "*" allows any.
   std::vector<std::string> allowed_origins;
   int32_t max_queued_requests = 1024;  // unfinished requests beyond this get 429
-  // The engine counts as stuck when it has work but made no progress for this long.
-  std::chrono::seconds liveness_timeout{60};
+  // The queue cap's count, shared with the gRPC front end; null: the server
+  // makes its own of max_queued_requests.
+  std::shared_ptr<AdmissionCounter> admission;
+  // --chat-template, overriding the model's; not owned, outlives the server.
+  const ChatTemplate* chat_template = nullptr;
+  // /health is 503 when the engine has work but made no progress for this
+  // long, or while its forward passes fail (server/engine_health.h).
+  std::chrono::milliseconds liveness_timeout{60'000};
 };
 
 class OpenAiServer {
@@ -76,9 +85,10 @@ class OpenAiServer {
   AsyncEngine* engine_ = nullptr;  // set once by SetEngine, before state_ turns kReady
   ServeContext context_;
   std::shared_ptr<ServingMetrics> metrics_;
+  EngineHealth health_;
   int64_t created_ = 0;  // unix time the model became ready (for /v1/models)
   // Generation requests accepted and not yet answered (the queue cap).
-  std::shared_ptr<std::atomic<int64_t>> in_flight_ = std::make_shared<std::atomic<int64_t>>(0);
+  std::shared_ptr<AdmissionCounter> admission_;
 };
 
 }  // namespace alignserve

@@ -16,8 +16,10 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -25,11 +27,13 @@
 #include "absl/strings/str_split.h"
 #include "engine/async_engine.h"
 #include "kernels/status_macros.h"
+#include "server/admission_counter.h"
 #include "server/cli_args.h"
 #include "server/commands.h"
 #include "server/engine_setup.h"
 #include "server/http_server.h"
 #include "server/openai_server.h"
+#include "server/serving_metrics.h"
 #ifdef ALIGNSERVE_HAVE_GRPC
 #include "server/grpc_server.h"
 #endif
@@ -52,6 +56,9 @@ struct ServeFlags {
   int max_queued_requests = 1024;
   int shutdown_timeout = 30;  // seconds
   int http_threads = 2;
+  int liveness_timeout = 60;  // seconds
+  std::string chat_template;  // a Jinja file replacing the model's template
+  std::string metrics_prefix = kVllmStylePrefix;
   int max_request_kib = 8192;
   std::optional<uint64_t> seed;
 };
@@ -68,6 +75,12 @@ absl::Status CheckFlags(const ServeFlags& f) {
   RETURN_IF_ERROR(RequirePositive("max-queued-requests", f.max_queued_requests));
   if (f.shutdown_timeout < 0) return absl::InvalidArgumentError("--shutdown-timeout must be >= 0");
   RETURN_IF_ERROR(RequirePositive("http-threads", f.http_threads));
+  RETURN_IF_ERROR(RequirePositive("liveness-timeout", f.liveness_timeout));
+  if (!IsValidMetricPrefix(f.metrics_prefix)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--metrics-prefix must be letters, digits, '_' or ':' (not a digit first), got '",
+        f.metrics_prefix, "'"));
+  }
   RETURN_IF_ERROR(RequirePositive("max-request-kib", f.max_request_kib));
   if (f.engine.skip_tokenizer_init) {
     return absl::InvalidArgumentError(
@@ -87,12 +100,35 @@ sigset_t BlockStopSignals() {
   return set;
 }
 
+// The --chat-template file, parsed with the interpreter's default limits
+// (a runaway render is a 400, models/chat/chat_template.h); none when unset.
+absl::StatusOr<std::optional<ChatTemplate>> LoadChatTemplate(const std::string& path) {
+  if (path.empty()) return std::optional<ChatTemplate>();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("--chat-template: cannot read ", path));
+  std::stringstream source;
+  source << in.rdbuf();
+  absl::StatusOr<ChatTemplate> parsed = ChatTemplate::Create(source.str());
+  if (!parsed.ok()) {
+    return absl::Status(parsed.status().code(),
+                        absl::StrCat("--chat-template ", path, ": ", parsed.status().message()));
+  }
+  return std::optional<ChatTemplate>(std::move(*parsed));
+}
+
 absl::Status Serve(const ServeFlags& f) {
   const sigset_t stop_signals = BlockStopSignals();
+  ASSIGN_OR_RETURN(const std::optional<ChatTemplate> chat_template,
+                   LoadChatTemplate(f.chat_template));
   OpenAiServerOptions server_options;
+  server_options.chat_template = chat_template ? &*chat_template : nullptr;
+  server_options.liveness_timeout = std::chrono::seconds(f.liveness_timeout);
   server_options.api_key = f.api_key;
+  server_options.metrics_prefix = f.metrics_prefix;
   server_options.allowed_origins = absl::StrSplit(f.allowed_origins, ',', absl::SkipWhitespace());
   server_options.max_queued_requests = f.max_queued_requests;
+  // One count for HTTP and gRPC, so either front end sees the other's requests.
+  server_options.admission = std::make_shared<AdmissionCounter>(f.max_queued_requests);
   server_options.served_model_name =
       f.served_model_name.empty() ? f.engine.model : f.served_model_name;
   OpenAiServer api(server_options);
@@ -119,8 +155,10 @@ absl::Status Serve(const ServeFlags& f) {
     grpc_options.max_receive_bytes =
         static_cast<int>(std::min<int64_t>(int64_t{f.max_request_kib} << 10, INT32_MAX));
     grpc_options.max_queued_requests = f.max_queued_requests;
+    grpc_options.admission = server_options.admission;
     grpc_options.max_unread_events = f.grpc_max_unread_events;
     grpc_options.metrics = api.metrics();
+    grpc_options.chat_template = server_options.chat_template;
     grpc = std::make_unique<GrpcServer>(grpc_options);
     absl::Status started = grpc->Start();
     if (!started.ok() && f.grpc_port_given) return started;
@@ -202,6 +240,15 @@ int RunServe(int argc, char** argv) {
   args.AddInt("shutdown-timeout", &f.shutdown_timeout,
               "seconds in-flight requests may run after SIGTERM before they are aborted");
   args.AddInt("http-threads", &f.http_threads, "threads of the HTTP event loop");
+  args.AddInt("liveness-timeout", &f.liveness_timeout,
+              "GET /health is 503 when the engine has requests but made no progress for this "
+              "many seconds, or when its last forward pass failed (for as long, or until one "
+              "succeeds)");
+  args.AddString("metrics-prefix", &f.metrics_prefix,
+                 "opens every /metrics name: 'alignserve:' mirrors vLLM's 'vllm:' names; "
+                 "'alignserve_' passes promtool's lint (colons are for recording rules)");
+  args.AddString("chat-template", &f.chat_template,
+                 "a Jinja chat template file to render chats with instead of the model's own");
   args.AddInt("max-request-kib", &f.max_request_kib, "largest request body (KiB); larger: 413");
   args.AddOptionalUint64("seed", &f.seed, "base seed of requests that set none; unset: 0");
   absl::Status s = args.Parse(argc, argv, 2);

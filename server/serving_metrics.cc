@@ -42,34 +42,38 @@ int64_t ForwardDelta(int64_t total, int64_t& seen) {
 
 }  // namespace
 
-ServingMetrics::ServingMetrics(std::string model_name) : model_name_(ToValidUtf8(model_name)) {
+bool IsValidMetricPrefix(const std::string& prefix) {
+  // Valid followed by the shortest suffix used here; an empty prefix is fine.
+  return IsValidMetricName(prefix + "request_success");
+}
+
+ServingMetrics::ServingMetrics(std::string model_name, const std::string& prefix)
+    : model_name_(ToValidUtf8(model_name)) {
   const std::vector<std::string> model_label = {"model_name"};
   const std::string& m = model_name_;
 
   auto gauge = [&](const char* name, const char* help) {
-    return Must(Must(registry_.AddGauge(name, help, model_label))->WithLabels({m}));
+    return Must(Must(registry_.AddGauge(prefix + name, help, model_label))->WithLabels({m}));
   };
   num_requests_running_ =
-      gauge("alignserve:num_requests_running", "Number of requests in model execution batches.");
+      gauge("num_requests_running", "Number of requests in model execution batches.");
   num_requests_waiting_ =
-      gauge("alignserve:num_requests_waiting", "Number of requests waiting to be processed.");
-  kv_cache_usage_perc_ =
-      gauge("alignserve:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.");
+      gauge("num_requests_waiting", "Number of requests waiting to be processed.");
+  kv_cache_usage_perc_ = gauge("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.");
 
   auto counter = [&](const char* name, const char* help) {
-    return Must(Must(registry_.AddCounter(name, help, model_label))->WithLabels({m}));
+    return Must(Must(registry_.AddCounter(prefix + name, help, model_label))->WithLabels({m}));
   };
-  prefix_cache_queries_ = counter("alignserve:prefix_cache_queries",
+  prefix_cache_queries_ = counter("prefix_cache_queries",
                                   "Prefix cache queries, in terms of number of queried blocks.");
-  prefix_cache_hits_ = counter("alignserve:prefix_cache_hits",
-                               "Prefix cache hits, in terms of number of cached blocks.");
+  prefix_cache_hits_ =
+      counter("prefix_cache_hits", "Prefix cache hits, in terms of number of cached blocks.");
   num_preemptions_ =
-      counter("alignserve:num_preemptions", "Cumulative number of preemptions from the engine.");
-  prompt_tokens_ = counter("alignserve:prompt_tokens", "Number of prefill tokens processed.");
-  generation_tokens_ =
-      counter("alignserve:generation_tokens", "Number of generation tokens processed.");
+      counter("num_preemptions", "Cumulative number of preemptions from the engine.");
+  prompt_tokens_ = counter("prompt_tokens", "Number of prefill tokens processed.");
+  generation_tokens_ = counter("generation_tokens", "Number of generation tokens processed.");
 
-  CounterFamily* success = Must(registry_.AddCounter("alignserve:request_success",
+  CounterFamily* success = Must(registry_.AddCounter(prefix + "request_success",
                                                      "Count of successfully processed requests.",
                                                      {"model_name", "finished_reason"}));
   // All three reasons exist from the start (at 0), so rate() sees the first
@@ -79,20 +83,20 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(ToValidUtf8
   success_abort_ = Must(success->WithLabels({m, "abort"}));
 
   auto histogram = [&](const char* name, const char* help, std::vector<double> bounds) {
-    return Must(
-        Must(registry_.AddHistogram(name, help, model_label, std::move(bounds)))->WithLabels({m}));
+    return Must(Must(registry_.AddHistogram(prefix + name, help, model_label, std::move(bounds)))
+                    ->WithLabels({m}));
   };
   time_to_first_token_ =
-      histogram("alignserve:time_to_first_token_seconds",
-                "Histogram of time to first token in seconds.", TimeToFirstTokenBuckets());
+      histogram("time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+                TimeToFirstTokenBuckets());
   inter_token_latency_ =
-      histogram("alignserve:inter_token_latency_seconds",
-                "Histogram of inter-token latency in seconds.", InterTokenLatencyBuckets());
+      histogram("inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
+                InterTokenLatencyBuckets());
   e2e_request_latency_ =
-      histogram("alignserve:e2e_request_latency_seconds",
-                "Histogram of e2e request latency in seconds.", RequestLatencyBuckets());
+      histogram("e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
+                RequestLatencyBuckets());
   request_queue_time_ =
-      histogram("alignserve:request_queue_time_seconds",
+      histogram("request_queue_time_seconds",
                 "Histogram of time spent in WAITING phase for request.", RequestLatencyBuckets());
 }
 

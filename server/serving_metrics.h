@@ -1,6 +1,7 @@
 // ServingMetrics: the server's Prometheus metric set, named after vLLM V1's
 // (prefix "alignserve:" for "vllm:") so its Grafana dashboards carry over by
-// replacing the prefix. Every series has a model_name label.
+// replacing the prefix (serve --metrics-prefix picks another, e.g.
+// "alignserve_" for promtool's lint). Every series has a model_name label.
 //
 //   gauges      alignserve:num_requests_running, num_requests_waiting,
 //               kv_cache_usage_perc (0..1, used blocks / total blocks)
@@ -53,11 +54,19 @@ struct RequestRecord {
   std::span<const double> inter_token_seconds;
 };
 
+inline constexpr char kVllmStylePrefix[] = "alignserve:";
+
+// A prefix that keeps every name valid: [a-zA-Z_:][a-zA-Z0-9_:]*.
+bool IsValidMetricPrefix(const std::string& prefix);
+
 class ServingMetrics {
  public:
   // Label values must be UTF-8; invalid bytes in `model_name` are replaced
-  // with U+FFFD so that construction cannot fail.
-  explicit ServingMetrics(std::string model_name);
+  // with U+FFFD so that construction cannot fail. `prefix` opens every
+  // metric name and must make valid names (IsValidMetricPrefix):
+  // "alignserve:" mirrors vLLM's "vllm:"; "alignserve_" satisfies
+  // promtool's lint, which reserves colons for recording rules.
+  explicit ServingMetrics(std::string model_name, const std::string& prefix = kVllmStylePrefix);
 
   ServingMetrics(const ServingMetrics&) = delete;
   ServingMetrics& operator=(const ServingMetrics&) = delete;

@@ -82,6 +82,19 @@ else
   row single_stream_decode FAIL "$SECS" "rc $RC"
 fi
 
+# The same decode op by op (no CUDA graphs) and with the GEMV kernel for
+# the m = 1 products (instead of cuBLAS), side by side.
+timed single_stream_eager 150 "${AS[@]}" --num-requests 1 --prompt-len 128 --output-len 256 \
+  --enforce-eager
+EAGER_ITL=$(field single_stream_eager "inter-token latency" | awk '{print $6}')
+row single_stream_eager "$([[ $RC == 0 && -n "$EAGER_ITL" ]] && echo INFO || echo FAIL)" "$SECS" \
+  "--enforce-eager: p50 ITL ${EAGER_ITL:-?} ms (graphs: ${ITL:-?} ms)"
+ALIGNSERVE_CUDA_GEMV=1 timed single_stream_gemv 150 "${AS[@]}" --num-requests 1 \
+  --prompt-len 128 --output-len 256
+GEMV_ITL=$(field single_stream_gemv "inter-token latency" | awk '{print $6}')
+row single_stream_gemv "$([[ $RC == 0 && -n "$GEMV_ITL" ]] && echo INFO || echo FAIL)" "$SECS" \
+  "ALIGNSERVE_CUDA_GEMV=1: p50 ITL ${GEMV_ITL:-?} ms (cuBLAS: ${ITL:-?} ms)"
+
 timed ttft_2048 150 "${AS[@]}" --num-requests 1 --prompt-len 2048 --output-len 1 \
   --max-num-batched-tokens 2048 --warmup 2
 TTFT=$(field ttft_2048 "TTFT" | awk '{print $5}')
@@ -104,6 +117,13 @@ if [[ "$SET" == full ]]; then
     --max-num-batched-tokens 8192
   row concurrent256 "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
     "$(field concurrent256 throughput) (target >= 10000 output tok/s); $(field concurrent256 engine)"
+  # Decode at 256 sequences without the long prefill phase: its p50 ITL
+  # against the kernels' time per step (benchmarks/gpu/profile.sh) is the
+  # host's share of a step.
+  timed decode256 200 "${AS[@]}" --num-requests 256 --prompt-len 1000 --output-len 100 \
+    --max-num-batched-tokens 8192
+  row decode256 "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
+    "256 x (1000 + 100): $(field decode256 "inter-token latency" | awk '{print "ITL p50", $6, "ms"}'); $(field decode256 throughput)"
 fi
 
 exit 0

@@ -250,6 +250,7 @@ absl::Status CpuBackend::WriteKv(const DeviceBatch& batch, const Tensor& k, cons
   float* v_cache = static_cast<float*>(cache.v(layer));
   for (int t = 0; t < batch.num_tokens; ++t) {
     const int64_t slot = batch.slot_mapping[t];
+    if (slot == kPaddingSlot) continue;
     if (slot < 0 || slot >= slots) {
       return absl::OutOfRangeError(absl::StrCat("kv slot ", slot, " outside the cache"));
     }

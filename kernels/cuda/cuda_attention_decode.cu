@@ -3,17 +3,25 @@
 // across blocks when the batch alone would not fill the GPU, and every K/V
 // row is read once for all G query heads of its GQA group.
 //
-// Grid (num_seqs, num_kv_heads, num_splits); block of 4 warps. A block owns
-// the keys [split * split_len, ...) of its sequence, in tiles of 32 keys;
-// warp w takes tiles w, w + 4, ... For a tile, lane l scores key l against
-// the G queries (its K row read in 16-byte pieces, the queries broadcast
-// from shared memory), the warp updates G online softmaxes (max and sum by
-// shuffles: 10 per head per 32 keys), publishes the probabilities in shared
-// memory, and accumulates P V with lane l owning dims [l * D/32, ...) of
-// every head, reading each V row coalesced. The 4 warps then merge in shared
-// memory; with one split the block writes the output, otherwise it writes
-// (m, l, acc) to a workspace that MergeSplitsKernel combines.
+// Grid (num_seqs, num_kv_heads, num_splits); block of 4 warps. The split
+// count is planned on the host from the batch shape alone (PlanDecodeSplit),
+// and each block derives its sequence's split length on the device from
+// the sequence's own context, so a CUDA graph captured for one batch shape
+// stays valid whatever the contexts grow to. A block owns keys
+// [split * split_len, ...) of its sequence, in tiles of 32 keys; warp w
+// takes tiles w, w + 4, ... For a tile, lane l reads key l's whole K row
+// (every 16-byte load issued before the first use) and scores it against
+// the G queries broadcast from shared memory; the warp updates G online
+// softmaxes (max and sum by shuffles), publishes the probabilities in
+// shared memory, then every lane loads its D/32 dims of 16 V rows at once
+// (each V row read coalesced by the warp) and accumulates P V. The loads
+// are unrolled so that a tile costs four memory round trips, not one per
+// key; at most 128 registers keep 4 blocks on a multiprocessor. The 4 warps then merge in shared memory; with one split the
+// block writes the output, otherwise it writes (m, l, acc) to a workspace
+// that MergeSplitsKernel combines.
 //
+// G is a template parameter (1, 2, 4 or 8; a group of 3 runs as 4 with the
+// extra heads idle), so registers hold only the group's accumulators.
 // Requirements (else the caller uses the phase-1 kernel): head_dim 64 or
 // 128, G = num_heads / num_kv_heads <= 8.
 #include <algorithm>
@@ -28,14 +36,17 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kKeys = 32;
 constexpr int kMaxGroup = 8;
+// A split covers at least one tile per warp: shorter splits leave warps idle
+// and cost a merge for nothing.
+constexpr int kMinSplitKeys = kWarps * kKeys;
 
-template <int D>
+template <int D, int G>
 struct DecodeSmem {
-  float q[kMaxGroup][D];              // pre-scaled
-  float p[kWarps][kMaxGroup][kKeys];  // a tile's probabilities, per warp
-  float acc[kWarps][kMaxGroup][D];    // warp partials for the merge
-  float m[kWarps][kMaxGroup];
-  float l[kWarps][kMaxGroup];
+  float q[G][D];              // pre-scaled
+  float p[kWarps][G][kKeys];  // a tile's probabilities, per warp
+  float acc[kWarps][G][D];    // warp partials for the merge
+  float m[kWarps][G];
+  float l[kWarps][G];
 };
 
 // Partial result of one split: m, l, then D accumulated values, per head.
@@ -45,34 +56,77 @@ __device__ __forceinline__ float* PartialOf(float* workspace, int seq, int head,
          ((static_cast<int64_t>(seq) * num_heads + head) * num_splits + split) * (d + 2);
 }
 
-template <int D, typename T>
-__global__ void __launch_bounds__(kWarps * 32)
-    DecodeAttentionKernel(AttentionArgs a, int group, int split_len, float* workspace) {
+// Keys per split for a sequence of n_ctx keys: a multiple of 32, at least
+// kMinSplitKeys, so that num_splits splits cover it.
+__device__ __forceinline__ int SplitLen(int n_ctx, int num_splits) {
+  const int per_split = (n_ctx + num_splits - 1) / num_splits;
+  return max(kMinSplitKeys, (per_split + kKeys - 1) / kKeys * kKeys);
+}
+
+// Scores of this lane's key (its K row at k_off; -1: masked) against the G
+// pre-scaled queries.
+template <int D, int G>
+__device__ __forceinline__ void ScoreKey(const bf16* k_cache, int64_t k_off, const float (&q)[G][D],
+                                         int group, float (&s)[G]) {
+#pragma unroll
+  for (int g = 0; g < G; ++g) s[g] = 0.0f;
+  if (k_off < 0) return;
+  // Two round trips of D/16 16-byte loads each: all of the row at once
+  // would take 64 registers for D = 128 and spill.
+  constexpr int kPieces = D / 16;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    uint4 raw[kPieces];
+#pragma unroll
+    for (int c = 0; c < kPieces; ++c) {
+      raw[c] = *reinterpret_cast<const uint4*>(k_cache + k_off + 8 * (half * kPieces + c));
+    }
+#pragma unroll
+    for (int c = 0; c < kPieces; ++c) {
+      const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw[c]);
+      const int base = 8 * (half * kPieces + c);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __bfloat1622float2(pairs[i]);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          if (g < group) s[g] = fmaf(q[g][base + 2 * i + 1], f.y, fmaf(q[g][base + 2 * i], f.x, s[g]));
+        }
+      }
+    }
+  }
+}
+
+template <int D, int G, typename T>
+__global__ void __launch_bounds__(kWarps * 32, 4)
+    DecodeAttentionKernel(AttentionArgs a, int group, float* workspace) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  DecodeSmem<D>& sm = *reinterpret_cast<DecodeSmem<D>*>(smem_raw);
+  DecodeSmem<D, G>& sm = *reinterpret_cast<DecodeSmem<D, G>*>(smem_raw);
   const int seq = blockIdx.x, kv_head = blockIdx.y, split = blockIdx.z;
   const int num_splits = gridDim.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int row = a.batch.query_start[seq];  // the sequence's one query token
   const int max_ctx = a.batch.max_blocks_per_seq * a.block_size;
   const int n_ctx = min(a.batch.positions[row] + 1, max_ctx);
+  const int split_len = SplitLen(n_ctx, num_splits);
   const int k_begin = split * split_len;
   const int k_end = min(n_ctx, k_begin + split_len);
   const int32_t* table =
       a.batch.block_tables + static_cast<int64_t>(seq) * a.batch.max_blocks_per_seq;
 
   const T* q = static_cast<const T*>(a.q);
-  for (int i = threadIdx.x; i < group * D; i += kWarps * 32) {
+  for (int i = threadIdx.x; i < G * D; i += kWarps * 32) {
     const int g = i / D, d = i % D;
-    sm.q[g][d] =
-        ToF32(q[(static_cast<int64_t>(row) * a.num_heads + kv_head * group + g) * D + d]) * a.scale;
+    sm.q[g][d] = g < group ? ToF32(q[(static_cast<int64_t>(row) * a.num_heads +
+                                      kv_head * group + g) * D + d]) * a.scale
+                           : 0.0f;
   }
   __syncthreads();
 
   constexpr int kDims = D / 32;
-  float m[kMaxGroup], l[kMaxGroup], acc[kMaxGroup][kDims];
+  float m[G], l[G], acc[G][kDims];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
+  for (int g = 0; g < G; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.0f;
 #pragma unroll
@@ -88,35 +142,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   };
 
   for (int k0 = k_begin + warp * kKeys; k0 < k_end; k0 += kWarps * kKeys) {
-    // Scores of key k0 + lane for every head of the group.
     const int j = k0 + lane;
     const int64_t k_off = j < k_end ? row_offset(j) : -1;
-    float s[kMaxGroup];
+    float s[G];
+    ScoreKey<D, G>(k_cache, k_off, sm.q, group, s);
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.0f;
-    if (k_off >= 0) {
-#pragma unroll 2
-      for (int c = 0; c < D; c += 8) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(k_cache + k_off + c);
-        const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
-        float kf[8];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = __bfloat1622float2(pairs[i]);
-          kf[2 * i] = f.x;
-          kf[2 * i + 1] = f.y;
-        }
-#pragma unroll
-        for (int g = 0; g < kMaxGroup; ++g) {
-          if (g < group) {
-#pragma unroll
-            for (int i = 0; i < 8; ++i) s[g] = fmaf(sm.q[g][c + i], kf[i], s[g]);
-          }
-        }
-      }
-    }
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
+    for (int g = 0; g < G; ++g) {
       if (g >= group) continue;  // uniform across the warp
       float correction;
       const float p = WarpOnlineSoftmax(k_off >= 0 ? s[g] : -INFINITY, m[g], l[g], &correction);
@@ -125,24 +156,36 @@ __global__ void __launch_bounds__(kWarps * 32)
       sm.p[warp][g][lane] = p;
     }
     __syncwarp();
-    const int keys = min(kKeys, k_end - k0);
-    for (int key = 0; key < keys; ++key) {
-      const int64_t v_off = __shfl_sync(~0u, k_off, key);
-      if (v_off < 0) continue;
-      float v[kDims];
+    // Lane l's dims [l * kDims, ...) of the V rows, 16 keys per round trip
+    // (all 16 loads issued before the first use); a masked key (its
+    // probability is 0) reads nothing and adds zeros.
+    constexpr int kBatch = 16;
 #pragma unroll
-      for (int d = 0; d < kDims; d += 2) {
-        const float2 f = __bfloat1622float2(
-            *reinterpret_cast<const __nv_bfloat162*>(v_cache + v_off + lane * kDims + d));
-        v[d] = f.x;
-        v[d + 1] = f.y;
+    for (int key0 = 0; key0 < kKeys; key0 += kBatch) {
+      float v[kBatch][kDims];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int64_t v_off = __shfl_sync(~0u, k_off, key0 + u);
+#pragma unroll
+        for (int d = 0; d < kDims; d += 2) {
+          float2 f = make_float2(0.0f, 0.0f);
+          if (v_off >= 0) {
+            f = __bfloat1622float2(
+                *reinterpret_cast<const __nv_bfloat162*>(v_cache + v_off + lane * kDims + d));
+          }
+          v[u][d] = f.x;
+          v[u][d + 1] = f.y;
+        }
       }
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        if (g >= group) continue;
-        const float p = sm.p[warp][g][key];
+      for (int u = 0; u < kBatch; ++u) {
 #pragma unroll
-        for (int d = 0; d < kDims; ++d) acc[g][d] = fmaf(p, v[d], acc[g][d]);
+        for (int g = 0; g < G; ++g) {
+          if (g >= group) continue;
+          const float p = sm.p[warp][g][key0 + u];
+#pragma unroll
+          for (int d = 0; d < kDims; ++d) acc[g][d] = fmaf(p, v[u][d], acc[g][d]);
+        }
       }
     }
     __syncwarp();
@@ -151,8 +194,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   // Merge the warps: each publishes (m, l, acc); then thread t combines
   // dims of every head.
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    if (g >= group) continue;
+  for (int g = 0; g < G; ++g) {
     if (lane == 0) {
       sm.m[warp][g] = m[g];
       sm.l[warp][g] = l[g];
@@ -216,18 +258,17 @@ __global__ void MergeSplitsKernel(AttentionArgs a, int num_splits, const float* 
       FromF32<T>(l_all > 0.0f ? o / l_all : 0.0f);
 }
 
-template <int D, typename T>
+template <int D, int G, typename T>
 cudaError_t LaunchDecodeFor(const AttentionArgs& args, const DecodeSplit& split, float* workspace,
                             cudaStream_t stream) {
   const int group = args.num_heads / args.num_kv_heads;
-  const size_t smem = sizeof(DecodeSmem<D>);
-  const cudaError_t e =
-      cudaFuncSetAttribute(DecodeAttentionKernel<D, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(smem));
+  const size_t smem = sizeof(DecodeSmem<D, G>);
+  const cudaError_t e = cudaFuncSetAttribute(DecodeAttentionKernel<D, G, T>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(smem));
   if (e != cudaSuccess) return e;
   const dim3 grid(args.batch.num_seqs, args.num_kv_heads, split.num_splits);
-  DecodeAttentionKernel<D, T>
-      <<<grid, kWarps * 32, smem, stream>>>(args, group, split.split_len, workspace);
+  DecodeAttentionKernel<D, G, T><<<grid, kWarps * 32, smem, stream>>>(args, group, workspace);
   if (split.num_splits > 1) {
     const dim3 merge_grid(args.batch.num_seqs, args.num_heads);
     MergeSplitsKernel<T><<<merge_grid, D, 0, stream>>>(args, split.num_splits, workspace);
@@ -235,14 +276,25 @@ cudaError_t LaunchDecodeFor(const AttentionArgs& args, const DecodeSplit& split,
   return cudaGetLastError();
 }
 
+// The smallest compiled group size that holds the model's group.
+template <int D, typename T>
+cudaError_t LaunchDecodeForGroup(const AttentionArgs& args, const DecodeSplit& split,
+                                 float* workspace, cudaStream_t stream) {
+  const int group = args.num_heads / args.num_kv_heads;
+  if (group == 1) return LaunchDecodeFor<D, 1, T>(args, split, workspace, stream);
+  if (group == 2) return LaunchDecodeFor<D, 2, T>(args, split, workspace, stream);
+  if (group <= 4) return LaunchDecodeFor<D, 4, T>(args, split, workspace, stream);
+  return LaunchDecodeFor<D, 8, T>(args, split, workspace, stream);
+}
+
 template <int D>
 cudaError_t LaunchDecodeForType(const AttentionArgs& args, DType q_type, const DecodeSplit& split,
                                 float* workspace, cudaStream_t stream) {
   switch (q_type) {
     case DType::kF32:
-      return LaunchDecodeFor<D, float>(args, split, workspace, stream);
+      return LaunchDecodeForGroup<D, float>(args, split, workspace, stream);
     case DType::kBF16:
-      return LaunchDecodeFor<D, bf16>(args, split, workspace, stream);
+      return LaunchDecodeForGroup<D, bf16>(args, split, workspace, stream);
     default:
       return cudaErrorInvalidValue;
   }
@@ -258,17 +310,14 @@ bool DecodeAttentionSupports(const AttentionArgs& args) {
 
 DecodeSplit PlanDecodeSplit(int num_seqs, int num_kv_heads, int max_context_len,
                             int multiprocessors) {
-  // Enough blocks for two per multiprocessor; a split covers at least 256
-  // keys (fewer and the merge costs more than the parallelism gains).
-  constexpr int kMinSplitKeys = 256;
-  const int64_t blocks = static_cast<int64_t>(num_seqs) * num_kv_heads;
+  // Enough blocks for two per multiprocessor, but no more splits than the
+  // longest possible context fills with kMinSplitKeys each. Shorter
+  // sequences leave their trailing splits empty (the merge skips them).
+  const int64_t blocks = std::max<int64_t>(1, static_cast<int64_t>(num_seqs) * num_kv_heads);
   const int64_t wanted = (2 * static_cast<int64_t>(multiprocessors) + blocks - 1) / blocks;
-  const int by_len = (max_context_len + kMinSplitKeys - 1) / kMinSplitKeys;
+  const int by_len = (std::max(max_context_len, 1) + kMinSplitKeys - 1) / kMinSplitKeys;
   DecodeSplit split;
   split.num_splits = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, by_len)));
-  const int per_split = (max_context_len + split.num_splits - 1) / split.num_splits;
-  split.split_len = std::max(kKeys, (per_split + kKeys - 1) / kKeys * kKeys);
-  split.num_splits = std::max(1, (max_context_len + split.split_len - 1) / split.split_len);
   return split;
 }
 
@@ -282,7 +331,7 @@ cudaError_t LaunchDecodePagedAttention(const AttentionArgs& args, DType q_type,
                                        const DecodeSplit& split, float* workspace,
                                        cudaStream_t stream) {
   if (args.batch.num_seqs == 0) return cudaSuccess;
-  if (!DecodeAttentionSupports(args) || split.num_splits < 1 || split.split_len % kKeys != 0 ||
+  if (!DecodeAttentionSupports(args) || split.num_splits < 1 ||
       (split.num_splits > 1 && workspace == nullptr)) {
     return cudaErrorInvalidValue;
   }

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/batch_uploader.h"
+#include "kernels/cuda/cuda_graph.h"
 #include "kernels/cuda/cuda_matmul.h"
 #include "kernels/cuda/cuda_memory.h"
 #include "kernels/cuda/cuda_status.h"
@@ -147,6 +148,14 @@ absl::Status CudaBackend::Synchronize() {
   return absl::OkStatus();
 }
 
+absl::Status CudaBackend::BeginCapture() { return cuda::BeginStreamCapture(stream_); }
+
+absl::StatusOr<std::unique_ptr<DeviceGraph>> CudaBackend::EndCapture() {
+  return cuda::EndStreamCapture(stream_);
+}
+
+uint64_t CudaBackend::memory_epoch() const { return cuda::GrowingDeviceBuffer::Generation(); }
+
 bool CudaBackend::SupportsWeightType(DType dtype) const {
   return dtype == DType::kBF16 || dtype == DType::kF16 || dtype == DType::kF32;
 }
@@ -176,6 +185,11 @@ absl::StatusOr<DeviceTensor> CudaBackend::UploadWeight(const Tensor& host) {
   out.tensor = host;
   out.tensor.dtype = DType::kBF16;
   out.tensor.data = out.buffer->data();
+  if (host.dtype == DType::kBF16) {
+    // Already the device's type: straight from the (memory-mapped) file.
+    RETURN_IF_ERROR(CopyToDevice(out.tensor.data, host.data, rows * cols * sizeof(uint16_t)));
+    return out;
+  }
   const int64_t chunk_rows =
       std::clamp<int64_t>(kUploadChunkBytes / std::max<int64_t>(cols * sizeof(uint16_t), 1), 1,
                           std::max<int64_t>(rows, 1));

@@ -77,9 +77,18 @@ class CudaBackend final : public Backend {
   absl::Status CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) override;
   absl::Status ArgMax(const Tensor& logits, Tensor& ids) override;
 
+  // CUDA graphs of the backend's stream (cuda_graph.h). memory_epoch is
+  // GrowingDeviceBuffer::Generation: the upload buffer, the attention
+  // workspace and the GEMM scratch all grow through it.
+  bool SupportsGraphs() const override { return true; }
+  absl::Status BeginCapture() override;
+  absl::StatusOr<std::unique_ptr<DeviceGraph>> EndCapture() override;
+  uint64_t memory_epoch() const override;
+
   // Uploads a host weight tensor (any type ConvertsToBf16 accepts: f32, f16,
-  // bf16 or a GGUF quantized type) as a bf16 tensor of the same shape,
-  // converting row chunks on the host. The proposed Backend::UploadWeight.
+  // bf16 or a GGUF quantized type) as a bf16 tensor of the same shape:
+  // bf16 (safetensors) is copied straight from the file's mapping, other
+  // types are converted on the host in row chunks.
   absl::StatusOr<DeviceTensor> UploadWeight(const Tensor& host) override;
 
   // A backend on CUDA device `device`; Unavailable when no driver is

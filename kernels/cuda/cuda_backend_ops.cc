@@ -161,7 +161,7 @@ absl::Status CudaBackend::WriteKv(const DeviceBatch& batch, const Tensor& k, con
   RETURN_IF_ERROR(CheckRows(k, batch.num_tokens, row, "write_kv", "k"));
   RETURN_IF_ERROR(CheckRows(v, batch.num_tokens, row, "write_kv", "v"));
   if (k.dtype != v.dtype) return Invalid("write_kv", "k and v differ in dtype");
-  if (batch.num_tokens > 0 && (bounds.min_slot < 0 || bounds.max_slot >= slots)) {
+  if (batch.num_tokens > 0 && (bounds.min_slot < kPaddingSlot || bounds.max_slot >= slots)) {
     return absl::OutOfRangeError(
         absl::StrCat("kv slot ", bounds.min_slot < 0 ? bounds.min_slot : bounds.max_slot,
                      " outside the cache of ", slots, " slots"));
@@ -212,9 +212,11 @@ absl::Status CudaBackend::PagedAttention(const DeviceBatch& batch, const Tensor&
   if (attention_kernels_ && batch.max_query_len > 1 && cuda::TiledAttentionSupports(args)) {
     CUDA_RETURN_IF_ERROR(cuda::LaunchTiledPagedAttention(args, q.dtype, stream_));
   } else if (attention_kernels_ && cuda::DecodeAttentionSupports(args)) {
+    // Planned from the shape (the block tables' width), not the step's
+    // contexts, so that a captured graph keeps a valid launch.
     const cuda::DecodeSplit split =
         cuda::PlanDecodeSplit(batch.num_seqs, spec.num_kv_heads,
-                              static_cast<int>(bounds.max_context_len), multiprocessors_);
+                              batch.max_blocks_per_seq * spec.block_size, multiprocessors_);
     void* workspace = nullptr;
     if (const size_t bytes = cuda::DecodeWorkspaceBytes(args, split); bytes > 0) {
       ASSIGN_OR_RETURN(workspace, attention_workspace_->Reserve(bytes, stream_));

@@ -76,6 +76,15 @@ cudaError_t LaunchToF32(const void* src, DType src_type, int64_t n, float* dst,
 cudaError_t LaunchStoreRows(const float* src, const float* bias, int64_t rows, int64_t cols,
                             void* dst, DType dst_type, cudaStream_t stream);
 
+// y[m, n] = x[m, k] * w[n, k]^T (+ bias[n] f32 if not null) for bf16 x and
+// w and a few rows (cuda_gemv.cu): decode steps of up to kMaxGemvRows
+// sequences, where streaming the weights is the whole cost. y is f32 or
+// bf16. Needs GemvSupports(m, k, x, w).
+inline constexpr int kMaxGemvRows = 4;
+bool GemvSupports(int64_t m, int64_t k, const void* x, const void* w);
+cudaError_t LaunchGemv(const void* x, const void* w, const float* bias, int m, int n, int k,
+                       void* y, DType y_type, cudaStream_t stream);
+
 // ids[r] = argmax of row r of logits [rows, cols] (lowest column on ties;
 // NaN never wins; an all-NaN row gives 0).
 cudaError_t LaunchArgMax(const float* logits, int64_t rows, int64_t cols, int32_t* ids,
@@ -98,17 +107,23 @@ struct AttentionArgs {
 // Phase 1 (cuda_attention.cu): one block per (token, head); any head_dim up
 // to 256; best for decode-only steps.
 cudaError_t LaunchPagedAttention(const AttentionArgs& args, DType q_type, cudaStream_t stream);
-// The same result, tiled (cuda_attention_tiled.cu): one block per (sequence,
-// 64 query rows, kv head) so each K/V row serves every query row of the
-// tile; for steps with prefill chunks. Needs TiledAttentionSupports(args).
+// The same result, tiled on tensor cores (cuda_attention_tiled.cu): one
+// block per (sequence, 64 query rows, kv head) so each K/V row serves every
+// query row of the tile; for steps with prefill chunks. Needs
+// TiledAttentionSupports(args): head_dim 64 or 128, num_heads / num_kv_heads
+// dividing 64, 16-byte aligned q, out and caches.
 bool TiledAttentionSupports(const AttentionArgs& args);
 
 // Decode-only steps (cuda_attention_decode.cu): one block per (sequence, kv
 // head, split of the keys), each K/V row read once for its whole GQA group;
-// splits > 1 write partials to a workspace that a second kernel merges.
+// splits > 1 write partials to a workspace that a second kernel merges. The
+// split count depends only on the batch shape (sequences, and the longest
+// context the block tables can hold), never on the contexts themselves:
+// each block sizes its split from its sequence's context on the device, so
+// one launch configuration (and a CUDA graph of it) serves every step of
+// that shape.
 struct DecodeSplit {
   int num_splits = 1;
-  int split_len = 32;  // keys per split, a multiple of 32
 };
 bool DecodeAttentionSupports(const AttentionArgs& args);
 DecodeSplit PlanDecodeSplit(int num_seqs, int num_kv_heads, int max_context_len,

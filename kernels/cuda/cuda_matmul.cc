@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -63,7 +64,13 @@ absl::StatusOr<std::unique_ptr<CudaGemm>> CudaGemm::Create(cudaStream_t stream) 
   cublasHandle_t handle = nullptr;
   CUBLAS_RETURN_IF_ERROR(cublasCreate(&handle));
   auto gemm = std::unique_ptr<CudaGemm>(new CudaGemm(handle, stream));
+  // ALIGNSERVE_CUDA_GEMV=1: the GEMV kernel for products of <= 4 rows.
+  if (const char* gemv = std::getenv("ALIGNSERVE_CUDA_GEMV")) gemm->gemv_ = std::string(gemv) == "1";
   CUBLAS_RETURN_IF_ERROR(cublasSetStream(handle, stream));
+  // 32 MiB, NVIDIA's recommendation for Hopper.
+  constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+  ASSIGN_OR_RETURN(gemm->workspace_, AllocateCudaBuffer(kWorkspaceBytes));
+  CUBLAS_RETURN_IF_ERROR(cublasSetWorkspace(handle, gemm->workspace_->data(), kWorkspaceBytes));
   // Pure f32 where f32 is asked for: no TF32 downgrade of the f32 path.
   CUBLAS_RETURN_IF_ERROR(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
   return gemm;
@@ -93,6 +100,12 @@ absl::Status CudaGemm::Gemm(int64_t m, int64_t n, int64_t k, const void* x, cons
 absl::Status CudaGemm::Bf16MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
   const int64_t m = x.rows(), n = w.rows(), k = w.cols();
   const float* bias_data = bias != nullptr ? bias->as<float>() : nullptr;
+  if (gemv_ && GemvSupports(m, k, x.data, w.data)) {
+    CUDA_RETURN_IF_ERROR(LaunchGemv(x.data, w.data, bias_data, static_cast<int>(m),
+                                    static_cast<int>(n), static_cast<int>(k), y.data, y.dtype,
+                                    stream_));
+    return absl::OkStatus();
+  }
   if (bias_data == nullptr || y.dtype == DType::kF32) {
     RETURN_IF_ERROR(Gemm(m, n, k, x.data, w.data, CUDA_R_16BF, y.data, n, CudaType(y.dtype)));
     if (bias_data != nullptr) {

@@ -55,6 +55,17 @@ class CudaGemm {
   cublasHandle_t handle_;
   cudaStream_t stream_;
   GrowingDeviceBuffer scratch_;
+  // cuBLAS's workspace, set once: without it cuBLAS may allocate inside a
+  // graph capture, which capture forbids.
+  std::unique_ptr<CudaBuffer> workspace_;
+  // bf16 products of at most kMaxGemvRows rows go to LaunchGemv. Off by
+  // default: its reduction order differs from cuBLAS's, so a sequence
+  // decoded alone (m = 1, GEMV) and in a batch of 5+ (cuBLAS) could round
+  // differently and a greedy near-tie flip (tests/gpu/cuda_engine_test),
+  // for ~4% of single-stream speed (benchmarks/RESULTS.md, run F). It
+  // becomes the default once one kernel with one reduction order serves
+  // every decode batch size.
+  bool gemv_ = false;
 };
 
 }  // namespace alignserve::cuda

@@ -1,6 +1,7 @@
 #include "kernels/cuda/cuda_memory.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_status.h"
@@ -38,6 +39,12 @@ absl::StatusOr<std::unique_ptr<CudaBuffer>> AllocateCudaBuffer(size_t bytes) {
   return std::make_unique<CudaBuffer>(*p, bytes);
 }
 
+namespace {
+std::atomic<uint64_t> device_buffer_generation{0};
+}  // namespace
+
+uint64_t GrowingDeviceBuffer::Generation() { return device_buffer_generation.load(); }
+
 GrowingDeviceBuffer::~GrowingDeviceBuffer() { cudaFree(data_); }
 
 absl::StatusOr<void*> GrowingDeviceBuffer::Reserve(size_t bytes, cudaStream_t stream) {
@@ -46,6 +53,7 @@ absl::StatusOr<void*> GrowingDeviceBuffer::Reserve(size_t bytes, cudaStream_t st
   CUDA_RETURN_IF_ERROR(cudaFree(data_));
   data_ = nullptr;
   capacity_ = 0;
+  device_buffer_generation.fetch_add(1);
   const size_t want = WithHeadroom(bytes);
   absl::StatusOr<void*> p = DeviceMalloc(want);
   if (!p.ok()) return p.status();

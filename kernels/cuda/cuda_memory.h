@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -50,6 +51,10 @@ class GrowingDeviceBuffer {
   // A buffer of at least `bytes`, valid until the next Reserve.
   absl::StatusOr<void*> Reserve(size_t bytes, cudaStream_t stream);
   size_t capacity() const { return capacity_; }
+
+  // Counts the moves of every GrowingDeviceBuffer of the process: a CUDA
+  // graph captured before the count last changed may point at freed memory.
+  static uint64_t Generation();
 
  private:
   void* data_ = nullptr;

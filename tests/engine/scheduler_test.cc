@@ -558,5 +558,86 @@ TEST_CASE("a waiting request is admitted within a bound, however many arrive aft
   CHECK(flooded_steps == quiet_steps);
 }
 
+// Runs one step with default outputs; returns the plan.
+StepPlan StepWithDefaults(Scheduler& s) {
+  StepPlan plan = s.Schedule();
+  StepOutput out;
+  for (const ScheduledSequence& seq : plan.seqs) {
+    if (seq.sample) out.outputs.push_back(DefaultOutput(seq));
+  }
+  REQUIRE(s.Update(out).ok());
+  return plan;
+}
+
+TEST_CASE("a paused sequence keeps its blocks, is never a victim and never holds up the queue",
+          "[scheduler]") {
+  // 4 blocks of 4 tokens, no prefix cache: two 6-token prompts fill the pool.
+  auto s = Make(64, 8, 4, 4, 1024, false);
+  RequestParams params;
+  params.sampling.max_tokens = 16;
+  REQUIRE(s->AddRequest(1, Prompt(10, 6), params).ok());  // seq 0
+  REQUIRE(s->AddRequest(2, Prompt(20, 6), params).ok());  // seq 1
+  CHECK(Chunks(StepWithDefaults(*s)) == std::vector<Chunk>{{0, 6}, {1, 6}});
+  CHECK(s->kv_cache().NumFreeBlocks() == 0);
+  REQUIRE(s->Pause(1).ok());
+  CHECK(s->FindSequence(1)->paused());
+  // Seq 0 decodes alone; at position 8 it needs a block, and the only
+  // younger sequence is paused, so it preempts itself, not seq 1.
+  CHECK(Chunks(StepWithDefaults(*s)) == std::vector<Chunk>{{0, 1}});
+  CHECK(Chunks(StepWithDefaults(*s)) == std::vector<Chunk>{{0, 1}});
+  const StepPlan preempting = StepWithDefaults(*s);
+  CHECK(preempting.seqs.empty());
+  CHECK(preempting.preempted == Ids{0});
+  CHECK(s->FindSequence(1)->block_table().size() == 2);
+  CHECK(s->kv_cache().NumFreeBlocks() == 2);
+  // A paused waiting sequence is not the head: a later arrival is admitted.
+  REQUIRE(s->Pause(0).ok());
+  REQUIRE(s->AddRequest(3, Prompt(30, 3), params).ok());  // seq 2
+  const StepPlan admitting = s->Schedule();
+  CHECK(Chunks(admitting) == std::vector<Chunk>{{2, 3}});
+  CHECK(absl::IsFailedPrecondition(s->Pause(2)));  // the plan is in flight
+  CHECK(absl::IsFailedPrecondition(s->FinishSequence(2, FinishReason::kStop).status()));
+  StepOutput out;
+  out.outputs.push_back(DefaultOutput(admitting.seqs[0]));
+  REQUIRE(s->Update(out).ok());
+  // Finishing the paused seq 1 frees its blocks at once and ends request 2.
+  auto done = s->FinishSequence(1, FinishReason::kAbort);
+  REQUIRE(done.ok());
+  REQUIRE(*done != nullptr);
+  CHECK((*done)->request_id() == 2);
+  CHECK((*done)->sequences()[0]->finish_reason() == FinishReason::kAbort);
+  CHECK(s->kv_cache().NumFreeBlocks() == 3);
+  CHECK(absl::IsNotFound(s->Pause(1)));
+  // Resumed, seq 0 recomputes its 9 tokens.
+  REQUIRE(s->Resume(0).ok());
+  CHECK(Chunks(StepWithDefaults(*s)) == std::vector<Chunk>{{2, 1}, {0, 9}});
+  REQUIRE(s->Abort(1).ok());
+  REQUIRE(s->Abort(3).ok());
+  CheckAllBlocksFree(*s);
+}
+
+TEST_CASE("FinishSequence of one fork leaves the group running until the last one ends",
+          "[scheduler]") {
+  auto s = Make(64, 8, 4, 16, 1024, false);
+  RequestParams params;
+  params.sampling.max_tokens = 16;
+  REQUIRE(s->AddRequest(1, Prompt(10, 5), params).ok());
+  StepWithDefaults(*s);
+  auto child = s->Fork(0);
+  REQUIRE(child.ok());
+  CHECK(s->kv_cache().NumFreeBlocks() == 14);  // the child shares both blocks
+  auto first = s->FinishSequence(*child, FinishReason::kStop);
+  REQUIRE(first.ok());
+  CHECK(*first == nullptr);  // seq 0 still runs
+  CHECK(s->kv_cache().NumFreeBlocks() == 14);
+  CHECK(absl::IsInvalidArgument(s->FinishSequence(0, FinishReason::kNone).status()));
+  auto last = s->FinishSequence(0, FinishReason::kStop);
+  REQUIRE(last.ok());
+  REQUIRE(*last != nullptr);
+  CHECK((*last)->sequences().size() == 2);
+  CHECK(s->num_unfinished_requests() == 0);
+  CheckAllBlocksFree(*s);
+}
+
 }  // namespace
 }  // namespace alignserve

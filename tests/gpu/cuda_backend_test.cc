@@ -185,6 +185,12 @@ TEST_CASE("cuda matmul matches the cpu for bf16, f16 and f32 weights, bias and f
       {13, 320, 97, DType::kF32, false, DType::kBF16},
       {3, 192, 250, DType::kF32, true, DType::kF32},
       {9, 136, 77, DType::kF16, true, DType::kBF16},
+      // bf16 products of at most 4 rows run the GEMV kernel (cuda_gemv.cu).
+      {1, 4096, 1000, DType::kBF16, false, DType::kBF16},
+      {2, 136, 77, DType::kBF16, true, DType::kF32},
+      {3, 14336, 33, DType::kBF16, false, DType::kBF16},
+      {4, 1000, 515, DType::kBF16, true, DType::kBF16},
+      {4, 2056, 9, DType::kBF16, false, DType::kF32},
   };
   for (const MatMulCase& c : cases) {
     INFO("m " << c.m << " k " << c.k << " n " << c.n << " w " << DTypeName(c.w_type) << " bias "
@@ -291,6 +297,7 @@ struct AttentionCase {
   int head_dim;
   int group;  // query heads per kv head
   int block_size;
+  int kv_heads = 2;
 };
 
 // Writes every sequence's history, then the step's K/V, then attends; the
@@ -298,7 +305,7 @@ struct AttentionCase {
 // one bf16 rounding.
 void CheckAttention(CpuBackend& cpu_backend, CudaBackend& cuda, const AttentionCase& c,
                     std::mt19937& rng, std::span<const SeqSpec> seqs = kMixedStep) {
-  const int kv_heads = 2, heads = kv_heads * c.group, layers = 2, layer = 1;
+  const int kv_heads = c.kv_heads, heads = kv_heads * c.group, layers = 2, layer = 1;
   int num_blocks = 0;
   const auto tables = BlockTables(seqs, c.block_size, &num_blocks, rng);
   const BatchLayout history = Layout(seqs, tables, c.block_size, true, 50, rng);
@@ -317,12 +324,14 @@ void CheckAttention(CpuBackend& cpu_backend, CudaBackend& cuda, const AttentionC
     KvCacheSpec spec{layers, num_blocks, c.block_size, kv_heads, c.head_dim, s.act()};
     auto cache = backend.AllocateKvCache(spec);
     REQUIRE(cache.ok());
-    auto hb = backend.UploadBatch(history);
-    REQUIRE(hb.ok());
-    REQUIRE(backend
-                .WriteKv(*hb, s.MakeAct(hk, history.num_tokens(), kv_width),
-                         s.MakeAct(hv, history.num_tokens(), kv_width), **cache, layer)
-                .ok());
+    if (history.num_tokens() > 0) {  // none when every sequence starts at 0
+      auto hb = backend.UploadBatch(history);
+      REQUIRE(hb.ok());
+      REQUIRE(backend
+                  .WriteKv(*hb, s.MakeAct(hk, history.num_tokens(), kv_width),
+                           s.MakeAct(hv, history.num_tokens(), kv_width), **cache, layer)
+                  .ok());
+    }
     auto sb = backend.UploadBatch(step);
     REQUIRE(sb.ok());
     REQUIRE(backend
@@ -394,6 +403,45 @@ TEST_CASE("cuda paged attention matches the cpu over a narrow long-context decod
         INFO("head_dim " << head_dim << " group " << group << " block_size " << block_size);
         CheckAttention(cpu_backend, *cuda, {head_dim, group, block_size}, rng, decodes);
       }
+    }
+  }
+}
+
+// Prefill chunks through the tensor-core tiled kernel: a whole
+// Llama-3-8B-shaped prompt (32 heads, 8 kv heads, head_dim 128) in one
+// chunk, whose last key tile is partial.
+TEST_CASE("cuda paged attention matches the cpu over a 2000-token prefill chunk") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  CpuBackend cpu_backend;
+  auto cuda = MakeCuda();
+  std::mt19937 rng(10);
+  const std::vector<SeqSpec> prompt = {{0, 2000}};
+  CheckAttention(cpu_backend, *cuda, {128, 4, 16, 8}, rng, prompt);
+}
+
+// A chunk continuing a sequence with 700 cached tokens: every query row sees
+// the whole history plus its causal part of the chunk (positions 700..999).
+TEST_CASE("cuda paged attention matches the cpu over a chunk continuing a long history") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  CpuBackend cpu_backend;
+  auto cuda = MakeCuda();
+  std::mt19937 rng(11);
+  const std::vector<SeqSpec> chunk = {{700, 300}};
+  CheckAttention(cpu_backend, *cuda, {64, 1, 32}, rng, chunk);
+}
+
+// Odd chunk lengths with GQA 8 (8 tokens per query tile): a one-token
+// chunk, chunks ending mid-tile and a 255-token prefill in one step.
+TEST_CASE("cuda paged attention matches the cpu over odd-length chunks with gqa 8") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  CpuBackend cpu_backend;
+  auto cuda = MakeCuda();
+  std::mt19937 rng(12);
+  const std::vector<SeqSpec> chunks = {{45, 1}, {0, 17}, {300, 130}, {61, 255}};
+  for (int head_dim : {64, 128}) {
+    for (int block_size : {16, 32}) {
+      INFO("head_dim " << head_dim << " block_size " << block_size);
+      CheckAttention(cpu_backend, *cuda, {head_dim, 8, block_size}, rng, chunks);
     }
   }
 }

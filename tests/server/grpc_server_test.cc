@@ -448,6 +448,49 @@ TEST_CASE("a gRPC client that stops reading is cut off; its request is aborted (
   CHECK(Generate(*fresh, GreedyRequest("The capital of France is", 6), "sekret").status.ok());
 }
 
+TEST_CASE("HTTP and gRPC share one queue cap: full through either, the other refuses") {
+  ServerProcess s({"--model", "default", "--grpc-port", "0", "--max-queued-requests", "1"});
+  INFO(s.log());
+  auto stub = StubTo(s);
+  const std::string long_body =
+      R"({"model":"default","prompt":"Go on","max_tokens":300,"ignore_eos":true})";
+  SECTION("filled through HTTP, gRPC Generate gets RESOURCE_EXHAUSTED") {
+    HttpTestClient busy(s.port());
+    REQUIRE(busy.Request("POST", "/v1/completions", long_body));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const Streamed refused = Generate(*stub, GreedyRequest("Hi", 2));
+    CHECK(refused.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+    CHECK(refused.status.error_message().find("--max-queued-requests 1") != std::string::npos);
+    CHECK(refused.messages.empty());
+    CHECK(busy.Read().status == 200);
+  }
+  SECTION("filled through gRPC, HTTP gets 429 with Retry-After") {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, 60);
+    auto reader = stub->Generate(&ctx, GreedyRequest("Go on", 300));
+    v1::GenerateResponse m;
+    REQUIRE(reader->Read(&m));  // admitted and running
+    HttpTestClient c(s.port());
+    REQUIRE(c.Request("POST", "/v1/completions", R"({"model":"default","prompt":"Hi"})"));
+    const HttpResponse refused = c.Read();
+    CHECK(refused.status == 429);
+    CHECK(refused.headers.count("retry-after") == 1);
+    const json error = json::parse(refused.body)["error"];
+    CHECK(error["type"] == "rate_limit_error");
+    CHECK(error["message"].get<std::string>().find("--max-queued-requests 1") != std::string::npos);
+    while (reader->Read(&m)) {
+    }
+    CHECK(reader->Finish().ok());
+  }
+  // Answered requests no longer count: both front ends admit again at once.
+  CHECK(Generate(*stub, GreedyRequest("The capital of France is", 6)).Text().find("Paris") !=
+        std::string::npos);
+  CHECK(HttpPost(s.port(), "/v1/completions",
+                 json{{"model", "default"},
+                      {"prompt", "Hi"},
+                      {"max_tokens", 2}})["usage"]["completion_tokens"] == 2);
+}
+
 TEST_CASE("SIGTERM stops the gRPC server with the HTTP one, exit 0") {
   ServerProcess& s = StrictServer();
   REQUIRE(s.ok());

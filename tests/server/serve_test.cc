@@ -8,59 +8,26 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "tests/server/http_test_client.h"
+#include "tests/server/serve_test_util.h"
 #include "tests/server/server_process.h"
 
 namespace alignserve {
 namespace {
 
 using nlohmann::json;
+using testing::ErrorOf;
+using testing::ExpectStillServes;
+using testing::Get;
 using testing::HttpResponse;
 using testing::HttpTestClient;
+using testing::kGreedy;
+using testing::Post;
 using testing::ServerProcess;
-
-const std::string kGreedy =
-    R"({"model":"default","prompt":"The capital of France is","max_tokens":6,"temperature":0})";
-
-HttpResponse Post(uint16_t port, const std::string& path, const std::string& body,
-                  const std::string& headers = "") {
-  HttpTestClient c(port);
-  REQUIRE(c.connected());
-  REQUIRE(c.Request("POST", path, body, headers));
-  return c.Read();
-}
-
-HttpResponse Get(uint16_t port, const std::string& path, const std::string& headers = "") {
-  HttpTestClient c(port);
-  REQUIRE(c.connected());
-  REQUIRE(c.Request("GET", path, "", headers));
-  return c.Read();
-}
-
-// The error body is OpenAI's shape; returns the error object.
-json ErrorOf(const HttpResponse& r) {
-  const json body = json::parse(r.body, nullptr, false);
-  REQUIRE(!body.is_discarded());
-  REQUIRE(body.contains("error"));
-  const json& e = body["error"];
-  CHECK(e.contains("message"));
-  CHECK(e.contains("type"));
-  CHECK(e.contains("param"));
-  CHECK(e.contains("code"));
-  return e;
-}
-
-void ExpectStillServes(uint16_t port) {
-  const HttpResponse r = Post(port, "/v1/completions", kGreedy);
-  REQUIRE(r.status == 200);
-  CHECK(json::parse(r.body)["choices"][0]["text"].get<std::string>().find("Paris") !=
-        std::string::npos);
-}
 
 ServerProcess& SharedServer() {
   static ServerProcess* server = new ServerProcess({"--model", "default"});
@@ -112,11 +79,11 @@ TEST_CASE("serve answers completions, chat, models, tokenize and detokenize") {
   CHECK(text == c["choices"][0]["text"].get<std::string>());
 
   // echo + logprobs: the prompt's tokens first, the first without a logprob.
-  const json echoed = json::parse(
-      Post(s.port(), "/v1/completions",
-           R"({"model":"default","prompt":"The capital of France","max_tokens":2,)"
-           R"("temperature":0,"echo":true,"logprobs":1})")
-          .body);
+  const json echoed =
+      json::parse(Post(s.port(), "/v1/completions",
+                       R"({"model":"default","prompt":"The capital of France","max_tokens":2,)"
+                       R"("temperature":0,"echo":true,"logprobs":1})")
+                      .body);
   const json& lp = echoed["choices"][0]["logprobs"];
   CHECK(lp["tokens"].size() == echoed["usage"]["total_tokens"].get<size_t>());
   CHECK(lp["token_logprobs"][0].is_null());
@@ -162,8 +129,7 @@ TEST_CASE("bad request bodies get 400 in OpenAI's error shape and lose nothing")
       {"temperature out of range", R"({"model":"default","prompt":"x","temperature":-1})", 400,
        "temperature"},
       {"top_p out of range", R"({"model":"default","prompt":"x","top_p":1.5})", 400, "top_p"},
-      {"token id out of vocabulary", R"({"model":"default","prompt":[1,2,999999]})", 400,
-       "prompt"},
+      {"token id out of vocabulary", R"({"model":"default","prompt":[1,2,999999]})", 400, "prompt"},
       {"negative token id", R"({"model":"default","prompt":[-3]})", 400, "prompt"},
       {"logit_bias id out of vocabulary",
        R"({"model":"default","prompt":"x","logit_bias":{"999999":1}})", 400, "logit_bias"},
@@ -172,8 +138,8 @@ TEST_CASE("bad request bodies get 400 in OpenAI's error shape and lose nothing")
       {"too many stop strings",
        R"({"model":"default","prompt":"x","stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]})",
        400, "stop"},
-      {"invalid UTF-8", std::string(R"({"model":"default","prompt":")") + "\xff\xfe" + R"("})",
-       400, ""},
+      {"invalid UTF-8", std::string(R"({"model":"default","prompt":")") + "\xff\xfe" + R"("})", 400,
+       ""},
       {"unknown model", R"({"model":"gpt-9","prompt":"x"})", 404, "model"},
   };
   for (const Case& c : cases) {
@@ -204,9 +170,9 @@ TEST_CASE("a prompt at the context limit is refused naming it; one token short i
   REQUIRE(fits.status == 200);
   CHECK(json::parse(fits.body)["usage"]["completion_tokens"] == 1);
   // max_tokens past the context is clamped and finishes with length.
-  const HttpResponse clamped = Post(
-      s.port(), "/v1/completions",
-      R"({"model":"default","prompt":"Hi","max_tokens":100000,"ignore_eos":true})");
+  const HttpResponse clamped =
+      Post(s.port(), "/v1/completions",
+           R"({"model":"default","prompt":"Hi","max_tokens":100000,"ignore_eos":true})");
   REQUIRE(clamped.status == 200);
   CHECK(json::parse(clamped.body)["choices"][0]["finish_reason"] == "length");
 }
@@ -238,8 +204,8 @@ TEST_CASE("with an API key, /v1 routes need it and path tricks do not bypass it"
     CHECK(r.status == 401);
     CHECK(ErrorOf(r)["type"] == "authentication_error");
   }
-  for (const char* path : {"//v1/completions", "/v1//completions", "/v1/%63ompletions",
-                           "/x/../v1/completions"}) {
+  for (const char* path :
+       {"//v1/completions", "/v1//completions", "/v1/%63ompletions", "/x/../v1/completions"}) {
     INFO(path);
     CHECK(Post(s.port(), path, kGreedy).status >= 400);
     CHECK(Post(s.port(), path, kGreedy).status != 200);
@@ -284,8 +250,9 @@ TEST_CASE("over the queue cap a request gets 429 with Retry-After, never an empt
   ServerProcess s({"--model", "default", "--max-queued-requests", "1"});
   REQUIRE(s.ok());
   HttpTestClient busy(s.port());
-  REQUIRE(busy.Request("POST", "/v1/completions",
-                       R"({"model":"default","prompt":"Go on","max_tokens":400,"ignore_eos":true})"));
+  REQUIRE(
+      busy.Request("POST", "/v1/completions",
+                   R"({"model":"default","prompt":"Go on","max_tokens":400,"ignore_eos":true})"));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const HttpResponse r = Post(s.port(), "/v1/completions", kGreedy);
   CHECK(r.status == 429);
@@ -331,12 +298,12 @@ TEST_CASE("metrics count finished requests by reason") {
 TEST_CASE("CORS: only configured origins are echoed, preflight included") {
   ServerProcess s({"--model", "default", "--allowed-origins", "https://good.example"});
   REQUIRE(s.ok());
-  const HttpResponse good = Post(s.port(), "/v1/completions", kGreedy,
-                                 "Origin: https://good.example\r\n");
+  const HttpResponse good =
+      Post(s.port(), "/v1/completions", kGreedy, "Origin: https://good.example\r\n");
   REQUIRE(good.status == 200);
   CHECK(good.headers.at("access-control-allow-origin") == "https://good.example");
-  const HttpResponse evil = Post(s.port(), "/v1/completions", kGreedy,
-                                 "Origin: https://evil.example\r\n");
+  const HttpResponse evil =
+      Post(s.port(), "/v1/completions", kGreedy, "Origin: https://evil.example\r\n");
   CHECK(evil.status == 200);
   CHECK(evil.headers.count("access-control-allow-origin") == 0);
   HttpTestClient preflight(s.port());
@@ -348,16 +315,16 @@ TEST_CASE("CORS: only configured origins are echoed, preflight included") {
   CHECK(allowed.headers.at("access-control-allow-origin") == "https://good.example");
   CHECK(allowed.headers.at("access-control-allow-methods").find("POST") != std::string::npos);
   HttpTestClient refused(s.port());
-  REQUIRE(refused.Request("OPTIONS", "/v1/chat/completions", "",
-                          "Origin: https://evil.example\r\n"));
+  REQUIRE(
+      refused.Request("OPTIONS", "/v1/chat/completions", "", "Origin: https://evil.example\r\n"));
   const HttpResponse denied = refused.Read();
   CHECK(denied.status == 403);
   CHECK(denied.headers.count("access-control-allow-origin") == 0);
   // Streamed answers carry the header too.
   json streamed = json::parse(kGreedy);
   streamed["stream"] = true;
-  const HttpResponse sse = Post(s.port(), "/v1/completions", streamed.dump(),
-                                "Origin: https://good.example\r\n");
+  const HttpResponse sse =
+      Post(s.port(), "/v1/completions", streamed.dump(), "Origin: https://good.example\r\n");
   CHECK(sse.status == 200);
   CHECK(sse.headers.at("access-control-allow-origin") == "https://good.example");
 }

@@ -1,6 +1,9 @@
 // The real `alignserve serve` binary as a child process for end-to-end
 // tests: started on port 0, its port read from its start-up line, its
-// stderr kept, stopped with a signal and its exit code returned.
+// stderr kept, stopped with a signal and its exit code returned. Options:
+// extra environment variables for the child (ALIGNSERVE_FAULT_INJECT), and
+// returning as soon as the HTTP port is known instead of once the model is
+// ready (to watch /ready during the load).
 #ifndef ALIGNSERVE_TESTS_SERVER_SERVER_PROCESS_H_
 #define ALIGNSERVE_TESTS_SERVER_SERVER_PROCESS_H_
 
@@ -15,20 +18,30 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace alignserve::testing {
+
+struct ServerProcessOptions {
+  std::vector<std::pair<std::string, std::string>> env;  // set in the child
+  bool wait_for_ready = true;  // false: return once the HTTP port is known
+  int timeout_s = 120;
+};
 
 class ServerProcess {
  public:
   // Runs `alignserve serve --port 0 ARGS...` and waits (up to timeout_s)
   // for its "ready" line. ok() tells whether it came up.
-  explicit ServerProcess(const std::vector<std::string>& args, int timeout_s = 120) {
+  explicit ServerProcess(const std::vector<std::string>& args, int timeout_s = 120)
+      : ServerProcess(args, ServerProcessOptions{.timeout_s = timeout_s}) {}
+  ServerProcess(const std::vector<std::string>& args, const ServerProcessOptions& options) {
     int pipe_fds[2];
     if (pipe(pipe_fds) != 0) return;
     pid_ = fork();
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
+      for (const auto& [name, value] : options.env) setenv(name.c_str(), value.c_str(), 1);
       dup2(pipe_fds[1], STDERR_FILENO);
       close(pipe_fds[0]);
       std::vector<std::string> argv_s = {std::string(ALIGNSERVE_BINARY_DIR) + "/alignserve",
@@ -43,15 +56,24 @@ class ServerProcess {
     close(pipe_fds[1]);
     fd_ = pipe_fds[0];
     fcntl(fd_, F_SETFL, O_NONBLOCK);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_s);
     while (std::chrono::steady_clock::now() < deadline) {
-      Pump(100);
+      Pump(options.wait_for_ready ? 100 : 5);
       const size_t at = log_.find("listening on http://127.0.0.1:");
-      if (port_ == 0 && at != std::string::npos) {
+      // Only a whole line: a read may end inside the port number.
+      if (port_ == 0 && at != std::string::npos && log_.find('\n', at) != std::string::npos) {
         port_ = static_cast<uint16_t>(std::atoi(log_.c_str() + at + 30));
       }
+      if (!options.wait_for_ready && port_ != 0) break;
       if (log_.find("ready:") != std::string::npos || exited_) break;
     }
+  }
+  // Waits up to timeout_s for the "ready" line; returns ok().
+  bool WaitReady(int timeout_s = 120) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (!ok() && !exited_ && std::chrono::steady_clock::now() < deadline) Pump(50);
+    return ok();
   }
   ~ServerProcess() {
     if (pid_ > 0 && !exited_) {

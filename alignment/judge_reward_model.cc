@@ -1,0 +1,77 @@
+#include "alignment/judge_reward_model.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/status_macros.h"
+
+namespace alignserve {
+namespace {
+
+std::vector<int32_t> EncodeJudgeText(const Tokenizer& tokenizer, std::string_view text) {
+  return tokenizer.Encode(text, tokenizer.add_bos_by_default(), /*parse_special=*/false);
+}
+
+// The first token the tokenizer adds when `word` follows `text` (with a
+// space unless text ends in whitespace); -1 if it adds none.
+int32_t VerdictToken(const Tokenizer& tokenizer, const std::string& text, std::string_view word) {
+  const bool after_space =
+      !text.empty() && std::isspace(static_cast<unsigned char>(text.back())) != 0;
+  const std::vector<int32_t> base = EncodeJudgeText(tokenizer, text);
+  std::string text_with_word = text;
+  if (!after_space) text_with_word += ' ';
+  text_with_word += word;
+  const std::vector<int32_t> with = EncodeJudgeText(tokenizer, text_with_word);
+  const auto diverge = std::mismatch(base.begin(), base.end(), with.begin(), with.end());
+  return diverge.second == with.end() ? -1 : *diverge.second;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const JudgeRewardModel>> JudgeRewardModel::Create(
+    const Tokenizer* tokenizer, Rubric rubric) {
+  if (tokenizer == nullptr) {
+    return absl::InvalidArgumentError("the judge reward model needs the judge model's tokenizer");
+  }
+  // The verdict follows the rubric's closing text, whatever fills it.
+  const std::string probe = rubric.Fill("", "");
+  const int32_t yes = VerdictToken(*tokenizer, probe, "Yes");
+  const int32_t no = VerdictToken(*tokenizer, probe, "No");
+  if (yes < 0 || no < 0 || yes == no) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "judge verdict tokens cannot be told apart after the rubric (Yes ", yes, ", No ", no, ")"));
+  }
+  return std::shared_ptr<const JudgeRewardModel>(
+      new JudgeRewardModel(*tokenizer, std::move(rubric), yes, no));
+}
+
+absl::StatusOr<std::shared_ptr<const JudgeRewardModel>> JudgeRewardModel::CreateFromFile(
+    const Tokenizer* tokenizer, const std::string& rubric_path) {
+  ASSIGN_OR_RETURN(Rubric rubric, Rubric::Load(rubric_path));
+  return Create(tokenizer, std::move(rubric));
+}
+
+std::vector<int32_t> JudgeRewardModel::JudgePrompt(std::string_view prompt,
+                                                   std::string_view response) const {
+  return EncodeJudgeText(tokenizer_, rubric_.Fill(prompt, response));
+}
+
+absl::StatusOr<int64_t> JudgeRewardModel::Submit(std::string_view prompt, std::string_view response,
+                                                 PolicyContext& ctx) const {
+  ScoreRequest request;
+  request.prompt_token_ids = JudgePrompt(prompt, response);
+  request.token_ids = {yes_token_, no_token_};
+  return ctx.Score(std::move(request));
+}
+
+double JudgeRewardModel::Reward(const ScoreResult& result) const {
+  if (!result.status.ok()) return std::numeric_limits<double>::quiet_NaN();
+  // The result's row holds [logprob(yes), logprob(no)].
+  return JudgeScore(result.logprobs, 0, 1);
+}
+
+}  // namespace alignserve

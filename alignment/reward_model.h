@@ -1,0 +1,46 @@
+// RewardModel: how a decoding policy scores a (prompt, response) pair. A
+// reward model turns the pair into one engine scoring request (the Score
+// hook, engine/decoding_policy.h), submitted through the policy's
+// PolicyContext, and later turns the ScoreResult that OnScores delivers into
+// a reward. Scoring is therefore asynchronous and batched by the engine with
+// everything else that runs in the step; the policy keeps the map from
+// score id to whatever it scored.
+//
+// Kinds: `judge` (alignment/judge_reward_model.h): a causal LM reads a
+// rubric filled with the pair; reward = logprob("Yes") - logprob("No") of
+// its verdict token. The engine the policy runs on does the scoring, so with
+// no reward-model flags the served model itself is the judge.
+//
+// Thread-safety: implementations are immutable after construction; Submit
+// and Reward are const and may be called from the engine thread of any
+// number of requests sharing one instance.
+#ifndef ALIGNSERVE_ALIGNMENT_REWARD_MODEL_H_
+#define ALIGNSERVE_ALIGNMENT_REWARD_MODEL_H_
+
+#include <cstdint>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "engine/decoding_policy.h"
+
+namespace alignserve {
+
+class RewardModel {
+ public:
+  virtual ~RewardModel() = default;
+
+  // Queues the scoring of `response` as an answer to `prompt` (both text as
+  // the user and the client see them); returns the score id that OnScores
+  // will report. Errors from ctx.Score pass through (e.g. InvalidArgument
+  // for a pair too long for the context).
+  virtual absl::StatusOr<int64_t> Submit(std::string_view prompt, std::string_view response,
+                                         PolicyContext& ctx) const = 0;
+
+  // The reward carried by a delivered result of one of this model's
+  // submissions; NaN when the result failed, so it never wins a selection.
+  virtual double Reward(const ScoreResult& result) const = 0;
+};
+
+}  // namespace alignserve
+
+#endif  // ALIGNSERVE_ALIGNMENT_REWARD_MODEL_H_

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""`promtool check metrics` (Debian's prometheus package) on the real /metrics.
+
+Proves issue 4's metrics Proof item against the real `alignserve serve`:
+  - with --metrics-prefix alignserve_, promtool accepts the exposition with
+    exit code 0 and no complaint at all: before any request, while a stream
+    is in flight, and after requests complete;
+  - with the default, vLLM-style prefix "alignserve:" (kept so vLLM's
+    dashboards carry over), the exposition parses and promtool's only
+    complaint is its lint that colons are reserved for recording rules
+    (exit code 3), one line per metric family, nothing else;
+  - the counters move as requests complete: request_success_total by
+    finished_reason, prompt_tokens_total and generation_tokens_total by
+    exactly the usage the responses report, the e2e latency histogram's count.
+
+Exit code 77 (CTest SKIP_RETURN_CODE) when promtool is not installed, so a
+machine without it shows the test as skipped, never as passed.
+Usage: metrics_promtool_test.py PATH_TO_ALIGNSERVE   (stdlib only)
+"""
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+SKIP = 77
+READY_TIMEOUT_S = 120
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+COLON_LINT = re.compile(r"^alignserve:[a-z0-9_]+ metric names should not contain ':'$")
+
+
+class Server:
+    def __init__(self, binary, args):
+        self.lines, self.port = [], None
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen([binary, "serve", "--port", "0", "--grpc-port", "-1", *args],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, errors="replace")
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+            if "ready: model" in line:
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self):
+        self._ready.wait(READY_TIMEOUT_S)
+        return self.port is not None and self.proc.poll() is None
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return None
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+class Failure(Exception):
+    pass
+
+
+def Check(condition, what):
+    if not condition:
+        raise Failure(what)
+
+
+def Scrape(server):
+    with urllib.request.urlopen(server.url("/metrics"), timeout=30) as r:
+        Check(r.status == 200, f"/metrics answered {r.status}")
+        return r.read().decode()
+
+
+def Promtool(text):
+    """(exit code, complaint lines) of `promtool check metrics` on text."""
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=60)
+    return p.returncode, [l for l in (p.stdout + p.stderr).splitlines() if l.strip()]
+
+
+def Samples(text):
+    """{(name, labels): value} of every sample line."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        m = SAMPLE.match(line)
+        Check(m is not None, f"not a sample line: {line!r}")
+        out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def Post(server, path, body):
+    request = urllib.request.Request(server.url(path), data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as r:
+        return json.load(r)
+
+
+def ExpectClean(text, when):
+    code, complaints = Promtool(text)
+    Check(code == 0 and not complaints,
+          f"promtool {when}: exit {code}, complaints {complaints[:5]}")
+    print(f"  promtool {when}: exit 0, no complaints", flush=True)
+
+
+def StrictPrefixRun(binary):
+    server = Server(binary, ["--metrics-prefix", "alignserve_"])
+    try:
+        Check(server.wait_ready(), "server not ready:\n" + "\n".join(server.lines[-20:]))
+        before_text = Scrape(server)
+        ExpectClean(before_text, "before any request")
+        before = Samples(before_text)
+        labels = '{model_name="default",finished_reason="length"}'
+        Check(before[("alignserve_request_success_total", labels)] == 0, "fresh success count")
+
+        # A stream in flight while scraping.
+        stream = urllib.request.urlopen(urllib.request.Request(
+            server.url("/v1/completions"), headers={"Content-Type": "application/json"},
+            data=json.dumps({"prompt": "Tell me a story", "max_tokens": 60, "ignore_eos": True,
+                             "stream": True}).encode()), timeout=120)
+        stream.readline()
+        ExpectClean(Scrape(server), "with a stream in flight")
+        stream.read()
+        stream.close()
+
+        prompt_tokens, completion_tokens = 0, 0
+        for body in ({"prompt": "The capital of France is", "max_tokens": 5, "ignore_eos": True},
+                     {"prompt": ["Hello", "One two three"], "max_tokens": 4, "ignore_eos": True}):
+            usage = Post(server, "/v1/completions", body)["usage"]
+            prompt_tokens += usage["prompt_tokens"]
+            completion_tokens += usage["completion_tokens"]
+        chat = Post(server, "/v1/chat/completions",
+                    {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3,
+                     "ignore_eos": True})["usage"]
+        prompt_tokens += chat["prompt_tokens"]
+        completion_tokens += chat["completion_tokens"]
+
+        after_text = Scrape(server)
+        ExpectClean(after_text, "after requests completed")
+        after = Samples(after_text)
+        model = '{model_name="default"}'
+
+        def Moved(name, labels=model):
+            return after[(name, labels)] - before[(name, labels)]
+
+        # The stream (60) counts too: it finished with length before this scrape.
+        Check(Moved("alignserve_request_success_total", labels) == 5,
+              f"length successes moved by {Moved('alignserve_request_success_total', labels)}")
+        Check(Moved("alignserve_generation_tokens_total") == completion_tokens + 60,
+              f"generation tokens moved by {Moved('alignserve_generation_tokens_total')}, "
+              f"want {completion_tokens + 60}")
+        prompt_tokens += Post(server, "/tokenize", {"prompt": "Tell me a story"})["count"]
+        Check(Moved("alignserve_prompt_tokens_total") == prompt_tokens,
+              f"prompt tokens moved by {Moved('alignserve_prompt_tokens_total')}, "
+              f"want {prompt_tokens}")
+        Check(Moved("alignserve_e2e_request_latency_seconds_count") == 5,
+              "e2e latency count moved by "
+              f"{Moved('alignserve_e2e_request_latency_seconds_count')}")
+        print(f"  counters moved: 5 successes, {completion_tokens + 60} generation tokens",
+              flush=True)
+        code = server.stop()
+        Check(code == 0, f"SIGTERM exit code {code}")
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+
+
+def VllmPrefixRun(binary):
+    server = Server(binary, [])
+    try:
+        Check(server.wait_ready(), "server not ready:\n" + "\n".join(server.lines[-20:]))
+        Post(server, "/v1/completions", {"prompt": "Hi", "max_tokens": 2, "ignore_eos": True})
+        text = Scrape(server)
+        families = {l.split()[2] for l in text.splitlines() if l.startswith("# TYPE ")}
+        code, complaints = Promtool(text)
+        Check(code == 3, f"promtool exit {code}, want 3 (lint only): {complaints[:5]}")
+        others = [c for c in complaints if not COLON_LINT.match(c)]
+        Check(not others, f"complaints other than the colon lint: {others[:5]}")
+        Check(len(complaints) == len(families),
+              f"{len(complaints)} complaints for {len(families)} families")
+        print(f"  default prefix: only the colon lint, once for each of {len(families)} families",
+              flush=True)
+        Check(server.stop() == 0, "SIGTERM exit code")
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+
+
+def main():
+    if shutil.which("promtool") is None:
+        print("metrics_promtool_test: SKIP: promtool is not installed (Debian package "
+              "prometheus; scripts/setup.sh installs it)")
+        return SKIP
+    if len(sys.argv) < 2:
+        print("usage: metrics_promtool_test.py PATH_TO_ALIGNSERVE")
+        return 2
+    version = subprocess.run(["promtool", "--version"], capture_output=True, text=True)
+    print("metrics_promtool_test: " + (version.stdout or version.stderr).splitlines()[0],
+          flush=True)
+    t0 = time.monotonic()
+    try:
+        StrictPrefixRun(sys.argv[1])
+        VllmPrefixRun(sys.argv[1])
+    except Failure as e:
+        print(f"metrics_promtool_test: FAIL: {e}")
+        return 1
+    print(f"metrics_promtool_test: PASS in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
