@@ -142,8 +142,10 @@ void AsyncEngine::AbortAll() {
 
 void AsyncEngine::RunStep() {
   absl::StatusOr<std::vector<RequestOutput>> outputs = engine_->Step();
+  last_step_failed_ = !outputs.ok();
   if (!outputs.ok()) {
     ++num_step_errors_;
+    last_step_failure_ = Clock::now();
     FailRequestsLostInStep(outputs.status());
     return;
   }
@@ -194,6 +196,8 @@ void AsyncEngine::PublishStats() {
   s.prefix_cache_queried_blocks = es.prefix_cache_queried_blocks;
   s.num_steps = es.num_steps;
   s.num_step_errors = num_step_errors_;
+  s.last_step_failed = last_step_failed_;
+  s.last_step_failure = last_step_failure_;
   s.num_live_streams = static_cast<int64_t>(live_.size());
   s.last_progress = Clock::now();
   std::lock_guard<std::mutex> lock(mu_);

@@ -49,13 +49,18 @@ struct AsyncEngineStats {
   int64_t num_preemptions = 0;
   int64_t prefix_cache_hit_blocks = 0;
   int64_t prefix_cache_queried_blocks = 0;
-  int64_t num_steps = 0;         // non-empty LlmEngine steps
-  int64_t num_step_errors = 0;   // Steps that returned an error
+  int64_t num_steps = 0;        // non-empty LlmEngine steps
+  int64_t num_step_errors = 0;  // Steps that returned an error
+  // The most recent step returned an error (a later successful step clears
+  // it), and when: a liveness probe reads these rather than comparing
+  // counters between its own looks, which races with publication.
   int64_t num_live_streams = 0;  // submitted and not yet terminated
   // Last time the engine thread finished a loop iteration (a step, a drain
   // of the queues, or a wake-up): a liveness probe compares it with now
   // while work is pending.
   std::chrono::steady_clock::time_point last_progress;
+  bool last_step_failed = false;
+  std::chrono::steady_clock::time_point last_step_failure;
 };
 
 class AsyncEngine {
@@ -115,6 +120,8 @@ class AsyncEngine {
   std::unique_ptr<LlmEngine> engine_;
   absl::flat_hash_map<int64_t, std::shared_ptr<RequestStream>> live_;
   int64_t num_step_errors_ = 0;
+  bool last_step_failed_ = false;
+  std::chrono::steady_clock::time_point last_step_failure_;
   bool past_deadline_ = false;
 
   // Shared state.

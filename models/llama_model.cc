@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <string>
 #include <span>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/status_macros.h"
@@ -192,8 +192,7 @@ absl::Status LlamaModel::CopyOut(int64_t rows, const ForwardOptions& options, Fo
   Scratch& s = scratch_;
   out.num_rows = static_cast<int>(rows);
   out.argmax.resize(rows);
-  RETURN_IF_ERROR(
-      backend_.CopyToHost(out.argmax.data(), s.argmax.data, rows * sizeof(int32_t)));
+  RETURN_IF_ERROR(backend_.CopyToHost(out.argmax.data(), s.argmax.data, rows * sizeof(int32_t)));
   RETURN_IF_ERROR(CopyLogitsRows(Rows(s.logits, rows), options.host_logits_rows, out));
   out.hidden.clear();
   if (options.want_hidden) {
@@ -266,8 +265,10 @@ absl::Status LlamaModel::ForwardGraph(const BatchLayout& layout, KvCache& cache,
     if (captured.ok()) graphs_->Add(shape, *std::move(graph));
   }
   if (!captured.ok()) {
-    std::fprintf(stderr, "alignserve: CUDA graph capture failed (%s); running decode steps "
-                 "op by op from now on\n", std::string(captured.message()).c_str());
+    std::fprintf(stderr,
+                 "alignserve: CUDA graph capture failed (%s); running decode steps "
+                 "op by op from now on\n",
+                 std::string(captured.message()).c_str());
     graphs_->Disable();
     graphs_.reset();
   }

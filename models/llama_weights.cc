@@ -111,9 +111,9 @@ absl::StatusOr<std::unique_ptr<LlamaWeights>> LoadLlamaWeights(const WeightSourc
   }
   if (std::optional<Tensor> freqs = source.Find("rope_freqs.weight")) {
     if (freqs->dtype != DType::kF32 || freqs->elements() != c.rope.rotary_dim / 2) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source.path(), ": tensor 'rope_freqs.weight' must be F32 [", c.rope.rotary_dim / 2,
-          "], got ", freqs->ShapeString()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source.path(), ": tensor 'rope_freqs.weight' must be F32 [",
+                       c.rope.rotary_dim / 2, "], got ", freqs->ShapeString()));
     }
     const float* f = freqs->as<float>();
     w->rope_freq_divisors.assign(f, f + freqs->elements());

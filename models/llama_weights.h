@@ -19,25 +19,25 @@
 namespace alignserve {
 
 struct LayerWeights {
-  Tensor attn_norm;           // f32 [hidden]
-  Tensor wq;                  // [heads * head_dim, hidden]
-  Tensor wk;                  // [kv_heads * head_dim, hidden]
-  Tensor wv;                  // [kv_heads * head_dim, hidden]
-  Tensor bq, bk, bv;          // f32 [out]; data null without attention_bias
-  Tensor wo;                  // [hidden, heads * head_dim]
-  Tensor ffn_norm;            // f32 [hidden]
-  Tensor w_gate;              // [intermediate, hidden]
-  Tensor w_up;                // [intermediate, hidden]
-  Tensor w_down;              // [hidden, intermediate]
+  Tensor attn_norm;   // f32 [hidden]
+  Tensor wq;          // [heads * head_dim, hidden]
+  Tensor wk;          // [kv_heads * head_dim, hidden]
+  Tensor wv;          // [kv_heads * head_dim, hidden]
+  Tensor bq, bk, bv;  // f32 [out]; data null without attention_bias
+  Tensor wo;          // [hidden, heads * head_dim]
+  Tensor ffn_norm;    // f32 [hidden]
+  Tensor w_gate;      // [intermediate, hidden]
+  Tensor w_up;        // [intermediate, hidden]
+  Tensor w_down;      // [hidden, intermediate]
 };
 
 struct LlamaWeights {
-  Tensor token_embedding;     // [vocab, hidden]
+  Tensor token_embedding;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
-  Tensor final_norm;          // f32 [hidden]
-  Tensor lm_head;             // [vocab, hidden]; the embedding when tied
+  Tensor final_norm;                      // f32 [hidden]
+  Tensor lm_head;                         // [vocab, hidden]; the embedding when tied
   std::vector<float> rope_freq_divisors;  // GGUF rope_freqs.weight, or empty
-  size_t weight_bytes = 0;    // bytes of every matrix the forward pass reads
+  size_t weight_bytes = 0;                // bytes of every matrix the forward pass reads
 
   std::vector<std::unique_ptr<DeviceBuffer>> owned;  // converted / uploaded copies
 };

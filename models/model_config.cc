@@ -13,10 +13,8 @@ absl::Status Invalid(const std::string& source, const std::string& message) {
   return absl::InvalidArgumentError(absl::StrCat(source, ": ", message));
 }
 
-absl::Status ParseGgufRopeScaling(const GgufFile& gguf, const std::string& arch,
-                                  RopeConfig& rope) {
-  ASSIGN_OR_RETURN(std::string_view type,
-                   gguf.GetStringOr(arch + ".rope.scaling.type", "none"));
+absl::Status ParseGgufRopeScaling(const GgufFile& gguf, const std::string& arch, RopeConfig& rope) {
+  ASSIGN_OR_RETURN(std::string_view type, gguf.GetStringOr(arch + ".rope.scaling.type", "none"));
   if (type == "none" || type == "yarn") {
     // llama.cpp stores Llama-3 scaling as the rope_freqs.weight tensor,
     // applied by the rope table builder; "yarn" is not supported.
@@ -24,7 +22,8 @@ absl::Status ParseGgufRopeScaling(const GgufFile& gguf, const std::string& arch,
     return absl::OkStatus();
   }
   if (type != "linear") {
-    return Invalid(gguf.path(), absl::StrCat("unknown rope scaling type '", std::string(type), "'"));
+    return Invalid(gguf.path(),
+                   absl::StrCat("unknown rope scaling type '", std::string(type), "'"));
   }
   rope.scaling = RopeConfig::Scaling::kLinear;
   ASSIGN_OR_RETURN(rope.factor, gguf.GetFloat(arch + ".rope.scaling.factor"));
@@ -81,8 +80,8 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& gguf) {
   }
   auto in_range = [](int64_t v) { return v > 0 && v <= (int64_t{1} << 24); };
   for (int64_t v : {layers, hidden, ffn, heads, kv_heads, context, head_dim, rot_dim, vocab}) {
-    if (!in_range(v)) return Invalid(gguf.path(), absl::StrCat("model dimension ", v,
-                                                               " is out of range"));
+    if (!in_range(v))
+      return Invalid(gguf.path(), absl::StrCat("model dimension ", v, " is out of range"));
   }
   c.num_layers = static_cast<int>(layers);
   c.hidden_size = static_cast<int>(hidden);
@@ -125,7 +124,8 @@ absl::StatusOr<bool> JsonBool(const nlohmann::json& j, const char* key, bool fal
                               const std::string& source) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) return Invalid(source, absl::StrCat("field '", key, "' must be a boolean"));
+  if (!it->is_boolean())
+    return Invalid(source, absl::StrCat("field '", key, "' must be a boolean"));
   return it->get<bool>();
 }
 
@@ -190,8 +190,7 @@ absl::StatusOr<ModelConfig> ConfigFromHfJson(const nlohmann::json& j, const std:
   ASSIGN_OR_RETURN(c.num_heads, JsonInt(j, "num_attention_heads", -1, source));
   ASSIGN_OR_RETURN(c.num_kv_heads, JsonInt(j, "num_key_value_heads", c.num_heads, source));
   ASSIGN_OR_RETURN(c.head_dim, JsonInt(j, "head_dim", c.hidden_size / c.num_heads, source));
-  ASSIGN_OR_RETURN(c.max_position_embeddings,
-                   JsonInt(j, "max_position_embeddings", 2048, source));
+  ASSIGN_OR_RETURN(c.max_position_embeddings, JsonInt(j, "max_position_embeddings", 2048, source));
   ASSIGN_OR_RETURN(c.rms_norm_eps, JsonNumber(j, "rms_norm_eps", 1e-6, source));
   ASSIGN_OR_RETURN(c.tie_word_embeddings, JsonBool(j, "tie_word_embeddings", false, source));
   ASSIGN_OR_RETURN(c.attention_bias,

@@ -25,8 +25,8 @@ struct RopeConfig {
   bool interleaved = false;
   Scaling scaling = Scaling::kNone;
   double factor = 1.0;
-  double low_freq_factor = 1.0;   // llama3
-  double high_freq_factor = 4.0;  // llama3
+  double low_freq_factor = 1.0;       // llama3
+  double high_freq_factor = 4.0;      // llama3
   int original_max_positions = 8192;  // llama3
 };
 

@@ -2,7 +2,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -25,8 +24,7 @@ absl::StatusOr<std::unique_ptr<Model>> BuildModel(const WeightSource& source,
   ASSIGN_OR_RETURN(std::unique_ptr<LlamaWeights> weights,
                    LoadLlamaWeights(source, config, backend));
   ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model,
-                   LlamaModel::Create(config, std::move(weights), backend,
-                                      options.max_model_len));
+                   LlamaModel::Create(config, std::move(weights), backend, options.max_model_len));
   return std::unique_ptr<Model>(std::move(model));
 }
 
@@ -46,8 +44,8 @@ absl::Status LoadHfFolder(LoadedModel& loaded, Backend& backend, const ModelOpti
   ASSIGN_OR_RETURN(nlohmann::json config_json, ReadJsonObjectFile(config_path));
   ASSIGN_OR_RETURN(ModelConfig config, ConfigFromHfJson(config_json, config_path));
   ASSIGN_OR_RETURN(loaded.safetensors, SafetensorsCheckpoint::Open(loaded.path));
-  ASSIGN_OR_RETURN(loaded.model, BuildModel(*SafetensorsWeightSource(*loaded.safetensors),
-                                             config, backend, options));
+  ASSIGN_OR_RETURN(loaded.model, BuildModel(*SafetensorsWeightSource(*loaded.safetensors), config,
+                                            backend, options));
   if (options.load_text) {
     ASSIGN_OR_RETURN(loaded.text, LoadModelTextFromFolder(loaded.path));
   }
@@ -77,9 +75,9 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path, 
   const std::filesystem::path fs_path(loaded->path);
   if (!std::filesystem::exists(fs_path, ec)) {
     if (path == "default") {
-      return absl::NotFoundError(absl::StrCat(
-          "the default model is not in ", loaded->path,
-          "; run scripts/fetch_model.sh (or set ALIGNSERVE_MODEL_DIR) first"));
+      return absl::NotFoundError(
+          absl::StrCat("the default model is not in ", loaded->path,
+                       "; run scripts/fetch_model.sh (or set ALIGNSERVE_MODEL_DIR) first"));
     }
     return absl::NotFoundError(absl::StrCat(loaded->path, ": no such file or folder"));
   }

@@ -31,12 +31,12 @@ struct ModelOptions {
 };
 
 struct LoadedModel {
-  std::string path;                 // resolved path
-  std::string name;                 // file or folder name, for display and the API
-  std::unique_ptr<GgufFile> gguf;   // set for GGUF models
+  std::string path;                // resolved path
+  std::string name;                // file or folder name, for display and the API
+  std::unique_ptr<GgufFile> gguf;  // set for GGUF models
   std::unique_ptr<SafetensorsCheckpoint> safetensors;  // set for HF folders
-  std::unique_ptr<Model> model;     // views the mapped files above
-  ModelText text;                   // tokenizer, chat template, stop tokens
+  std::unique_ptr<Model> model;                        // views the mapped files above
+  ModelText text;                                      // tokenizer, chat template, stop tokens
 
   ~LoadedModel();
 };

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -102,9 +101,9 @@ bool ModelText::IsStopToken(int32_t id) const {
 absl::StatusOr<ModelText> LoadModelTextFromGguf(const GgufFile& gguf) {
   ASSIGN_OR_RETURN(std::string_view model, gguf.GetString("tokenizer.ggml.model"));
   if (model != "gpt2") {
-    return absl::UnimplementedError(absl::StrCat(
-        gguf.path(), ": tokenizer.ggml.model '", std::string(model),
-        "' is not supported in GGUF yet (gpt2 byte-level BPE is); use the HF folder"));
+    return absl::UnimplementedError(
+        absl::StrCat(gguf.path(), ": tokenizer.ggml.model '", std::string(model),
+                     "' is not supported in GGUF yet (gpt2 byte-level BPE is); use the HF folder"));
   }
   ModelText text;
   ASSIGN_OR_RETURN(BpeVocab vocab, BpeVocabFromGguf(gguf));

@@ -24,9 +24,9 @@ class GgufFile;
 struct ModelText {
   std::unique_ptr<Tokenizer> tokenizer;
   std::optional<ChatTemplate> chat_template;  // none: the model has no template
-  std::string bos_token;                     // spelling, for the template ("" if none)
+  std::string bos_token;                      // spelling, for the template ("" if none)
   std::string eos_token;
-  std::vector<int32_t> stop_token_ids;       // EOS and end-of-turn tokens
+  std::vector<int32_t> stop_token_ids;  // EOS and end-of-turn tokens
 
   // The prompt of a chat: the template rendered with add_generation_prompt,
   // as transformers' apply_chat_template(tokenize=False) gives it.

@@ -17,8 +17,8 @@ float Llama3Scale(float inv_freq, const RopeConfig& rope) {
   const double wavelen = 2.0 * std::numbers::pi / inv_freq;
   if (wavelen < high_freq_wavelen) return inv_freq;
   if (wavelen > low_freq_wavelen) return static_cast<float>(inv_freq / rope.factor);
-  const double smooth = (old_len / wavelen - rope.low_freq_factor) /
-                        (rope.high_freq_factor - rope.low_freq_factor);
+  const double smooth =
+      (old_len / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor);
   return static_cast<float>((1.0 - smooth) * inv_freq / rope.factor + smooth * inv_freq);
 }
 

@@ -22,16 +22,6 @@ Clock::duration StalledFor(const AsyncEngineStats& stats, const ServerLoad& load
 
 HealthVerdict EngineHealth::Check(const AsyncEngineStats& stats, const ServerLoad& load,
                                   Clock::time_point now) {
-  const int64_t successes = stats.num_steps - stats.num_step_errors;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (successes > successes_seen_) {
-    failing_since_.reset();
-  } else if (stats.num_step_errors > errors_seen_) {
-    failing_since_ = now;
-  }
-  successes_seen_ = successes;
-  errors_seen_ = stats.num_step_errors;
-
   HealthVerdict v;
   const Clock::duration stalled_for = StalledFor(stats, load, now);
   if (stalled_for > liveness_timeout_) {
@@ -39,7 +29,7 @@ HealthVerdict EngineHealth::Check(const AsyncEngineStats& stats, const ServerLoa
     v.reason = absl::StrCat(
         "the engine has unfinished requests but made no progress for ",
         std::chrono::duration_cast<std::chrono::milliseconds>(stalled_for).count(), " ms");
-  } else if (failing_since_ && now - *failing_since_ <= liveness_timeout_) {
+  } else if (stats.last_step_failed && now - stats.last_step_failure <= liveness_timeout_) {
     v.healthy = false;
     v.reason = absl::StrCat("the engine's last forward pass failed (", stats.num_step_errors,
                             " failed steps so far) and none has succeeded since");

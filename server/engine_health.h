@@ -10,14 +10,14 @@
 //    (the front ends release a slot when the engine is done with it) and no
 //    iteration finished since max(last progress, when the server got busy)
 //    for longer than the timeout;
-//  - or its forward passes are failing: a step failed since the last look
-//    and none succeeded since, and that failure is younger than the liveness
-//    timeout. A later successful step (or the timeout passing idle) makes
-//    it healthy again, so one bad request does not get a healthy replica
-//    restarted, while an engine whose every step fails stays 503.
-// Steps are counted from the stats' totals (num_steps includes failed
-// steps), so two looks that see both a failure and a success in between
-// count as healthy: the engine did make progress.
+//  - or its forward passes are failing: its most recent step failed
+//    (AsyncEngineStats::last_step_failed) and that failure is younger than
+//    the liveness timeout. A later successful step (or the timeout passing
+//    idle) makes it healthy again, so one bad request does not get a
+//    healthy replica restarted, while an engine whose every step fails
+//    stays 503. The verdict reads the engine's own record of its last step,
+//    never counters compared between looks (which raced with when the
+//    engine published them).
 // Thread-safety: Check may be called from any thread, concurrently.
 #ifndef ALIGNSERVE_SERVER_ENGINE_HEALTH_H_
 #define ALIGNSERVE_SERVER_ENGINE_HEALTH_H_
@@ -54,10 +54,6 @@ class EngineHealth {
 
  private:
   const std::chrono::milliseconds liveness_timeout_;
-  std::mutex mu_;
-  int64_t successes_seen_ = 0;                      // guarded by mu_
-  int64_t errors_seen_ = 0;                         // guarded by mu_
-  std::optional<Clock::time_point> failing_since_;  // guarded by mu_; last failure seen
 };
 
 }  // namespace alignserve

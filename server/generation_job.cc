@@ -1,5 +1,7 @@
 #include "server/generation_job.h"
 
+#include <cmath>
+#include <cstdint>
 #include <ctime>
 #include <optional>
 #include <utility>
@@ -50,8 +52,16 @@ void GenerationJob::Submit() {
     Submission s;
     s.prompt_tokens = request_.prompts[p].size();
     s.submitted = Clock::now();
-    absl::StatusOr<std::shared_ptr<RequestStream>> stream =
-        engine_.Submit(request_.prompts[p], request_.params);
+    absl::StatusOr<std::shared_ptr<RequestStream>> stream;
+    if (request_.policies.empty()) {
+      stream = engine_.Submit(request_.prompts[p], request_.params);
+    } else {
+      RequestParams params;
+      params.sampling = request_.params;
+      // The engine thread owns the policy from here on.
+      params.policy = std::move(request_.policies[p]);
+      stream = engine_.Submit(request_.prompts[p], std::move(params));
+    }
     if (!stream.ok()) return Fail(stream.status());
     s.stream = std::move(*stream);
     submissions_.push_back(std::move(s));
@@ -117,15 +127,37 @@ void GenerationJob::OnEvent(size_t prompt, StreamEvent& e) {
   }
   s.last_event = e.emitted_at;
   if (!e.prompt_logprobs.empty()) s.prompt_logprobs = std::move(e.prompt_logprobs);
+  if (!e.policy_report.empty()) s.policy_report = std::move(e.policy_report);
   choice.text += e.text;
   choice.tokens.insert(choice.tokens.end(), e.token_ids.begin(), e.token_ids.end());
   choice.logprobs.insert(choice.logprobs.end(), e.logprobs.begin(), e.logprobs.end());
   if (e.finish_reason != FinishReason::kNone) choice.finish_reason = e.finish_reason;
-  if (request_.stream) StreamChunks(index, e, choice);
+  if (request_.stream && !request_.policy_name.empty()) {
+    StreamPolicyChoice(index, prompt, choice, e.finished);
+  } else if (request_.stream) {
+    StreamChunks(index, e, choice);
+  }
   if (e.finished) {
     s.done = true;
     RecordFinished(s, choices_[prompt * request_.params.n].finish_reason);
   }
+}
+
+// A policy request's outputs come once, at its end: each chosen completion
+// whole, the last (`last`) with the report. Streamed logprobs cover the
+// generated tokens only, echo or not, as in StreamChunks.
+void GenerationJob::StreamPolicyChoice(int index, size_t prompt, Choice& choice, bool last) {
+  choice.finish_sent = choice.finish_reason != FinishReason::kNone;
+  const nlohmann::json logprobs =
+      request_.echo && request_.logprobs && text_.tokenizer
+          ? CompletionLogprobs(*text_.tokenizer, choice.tokens, choice.logprobs, 0)
+          : LogprobsOf(choice, prompt);
+  nlohmann::json chunk =
+      request_.kind == ApiKind::kChat
+          ? ChatContentChunk(header_, index, choice.text, choice.finish_reason, logprobs)
+          : CompletionChunk(header_, index, choice.text, choice.finish_reason, logprobs);
+  if (last) chunk["alignment"] = AlignmentOf(submissions_[prompt]);
+  exchange_->Write(SseEvent(chunk));
 }
 
 void GenerationJob::StreamChunks(int index, const StreamEvent& e, Choice& choice) {
@@ -172,6 +204,20 @@ nlohmann::json GenerationJob::LogprobsOf(const Choice& choice, size_t prompt) co
   return CompletionLogprobs(*text_.tokenizer, choice.tokens, choice.logprobs, 0);
 }
 
+nlohmann::json GenerationJob::AlignmentOf(const Submission& s) const {
+  nlohmann::json report = nlohmann::json::object();
+  for (const auto& [key, value] : s.policy_report) {
+    // Counts and indices read as integers; NaN (an unscored reward) is null.
+    constexpr double kExactIntegers = 9007199254740992.0;  // 2^53
+    if (std::isfinite(value) && value == std::floor(value) && std::fabs(value) < kExactIntegers) {
+      report[key] = static_cast<int64_t>(value);
+    } else {
+      report[key] = value;
+    }
+  }
+  return {{"policy", request_.policy_name}, {"report", std::move(report)}};
+}
+
 void GenerationJob::Complete() {
   Detach();
   if (exchange_->closed()) return;
@@ -190,10 +236,18 @@ void GenerationJob::Complete() {
       out[i].finish_reason = choices_[i].finish_reason;
       out[i].logprobs = LogprobsOf(choices_[i], prompt);
     }
-    const nlohmann::json body =
+    nlohmann::json body =
         request_.kind == ApiKind::kChat
             ? ChatResponse(header_.id, header_.created, header_.model, out, usage)
             : CompletionResponse(header_.id, header_.created, header_.model, out, usage);
+    if (!request_.policy_name.empty()) {
+      body["alignment"] = AlignmentOf(submissions_[0]);
+      if (submissions_.size() > 1) {
+        nlohmann::json reports = nlohmann::json::array();
+        for (const Submission& s : submissions_) reports.push_back(AlignmentOf(s)["report"]);
+        body["alignment"]["reports"] = std::move(reports);
+      }
+    }
     exchange_->Reply(200, "application/json",
                      body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     return;

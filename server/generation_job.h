@@ -9,6 +9,16 @@
 // engine error ends the answer with the error (a status code when nothing
 // was sent yet, else an SSE error event and [DONE]). Each finished engine
 // request is recorded in the serving metrics.
+//
+// Policy requests (OpenAiRequest::policies): each prompt is submitted with
+// its own DecodingPolicy. The engine streams nothing while a policy runs and
+// at the end hands over the chosen completion whole, its last event carrying
+// the policy's report. The answer adds a top-level extension object
+//   "alignment": {"policy": NAME, "report": {KEY: VALUE, ...}}
+// (integral values as integers, NaN, e.g. an unscored reward, as null); with several prompts
+// "report" is the first prompt's and "reports" lists every prompt's. A
+// streamed policy request gets the chosen completion as one content chunk at
+// the end, that chunk carrying the same "alignment" object, then [DONE].
 // Thread-safety: Start from any thread; everything else runs on the
 // exchange's strand.
 #ifndef ALIGNSERVE_SERVER_GENERATION_JOB_H_
@@ -18,6 +28,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/async_engine.h"
@@ -62,7 +73,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     Clock::time_point first_token;
     Clock::time_point last_event;
     std::vector<double> gaps;
-    std::vector<PositionLogprobs> prompt_logprobs;  // echo + logprobs
+    std::vector<PositionLogprobs> prompt_logprobs;              // echo + logprobs
+    std::vector<std::pair<std::string, double>> policy_report;  // policy requests
     int64_t generated = 0;
     bool done = false;
   };
@@ -72,10 +84,13 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   void OnEvent(size_t prompt, StreamEvent& event);
   void RecordFinished(const Submission& s, FinishReason reason);
   void StreamChunks(int choice_index, const StreamEvent& event, Choice& choice);
+  void StreamPolicyChoice(int choice_index, size_t prompt, Choice& choice, bool last);
   void Complete();
   void Fail(const absl::Status& status);
   void AbortAll();
   nlohmann::json LogprobsOf(const Choice& choice, size_t prompt) const;
+  // {"policy", "report"} of one prompt's policy run.
+  nlohmann::json AlignmentOf(const Submission& s) const;
 
   OpenAiRequest request_;
   AsyncEngine& engine_;

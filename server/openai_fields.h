@@ -72,6 +72,12 @@ absl::Status ReadSamplingFields(const nlohmann::json& body, const ServeContext& 
 absl::StatusOr<std::string> RenderChatMessages(const nlohmann::json* messages,
                                                bool add_generation_prompt, const ServeContext& ctx);
 
+// The `policy` extension field (server/openai_request.h): builds
+// req->policies, one per prompt, so call it once the prompts are read.
+// Absent or null: no policy.
+absl::Status ReadPolicyField(const nlohmann::json& body, const ServeContext& ctx,
+                             OpenAiRequest* req);
+
 // The JSON type of `value` as OpenAI error messages spell it.
 const char* JsonTypeName(const nlohmann::json& value);
 

@@ -194,6 +194,7 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(std::string_view body,
   RETURN_IF_ERROR(CheckPromptLengths(req, ctx, "prompt"));
   RETURN_IF_ERROR(
       ResolveMaxTokens(max_tokens, "max_tokens", kDefaultCompletionMaxTokens, ctx, &req));
+  RETURN_IF_ERROR(ReadPolicyField(parsed, ctx, &req));
   RETURN_IF_ERROR(FinishRequest(ctx, &req));
   return req;
 }
@@ -224,6 +225,7 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(std::string_view body, const Serv
   if (req.prompts[0].empty()) return InvalidParamError("messages", "render to an empty prompt");
   RETURN_IF_ERROR(CheckPromptLengths(req, ctx, "messages"));
   RETURN_IF_ERROR(ResolveMaxTokens(max_tokens, max_tokens_param, std::nullopt, ctx, &req));
+  RETURN_IF_ERROR(ReadPolicyField(parsed, ctx, &req));
   RETURN_IF_ERROR(FinishRequest(ctx, &req));
   return req;
 }

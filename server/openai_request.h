@@ -12,6 +12,18 @@
 //   NotFound: a model name other than the served one -> 404.
 // Unknown fields are ignored (OpenAI clients send extras).
 //
+// The `alignment` extension (issue 5, ROBUSTNESS.md 13): "alignment":
+// {"policy": NAME, "params": {...}, "reward_model": "judge"} (OpenAI clients
+// send it through extra_body), or the shorthand "policy": "NAME" |
+// {"name": NAME, "params": {...}}, builds one DecodingPolicy per prompt with
+// MakePolicy (alignment/policy_factory.h), scored by ServeContext::
+// reward_model. Every policy error has param "alignment" (or "policy" for
+// the shorthand): unknown names,
+// params, types and ranges, and a reward-guided policy without a reward
+// model are InvalidArgument; built-in policies not implemented yet are
+// Unimplemented (both 400). A policy decides its own sample count, so n
+// (and best_of) above 1 with a policy is a 400 with param "n".
+//
 // Null counts as absent for every field. Integer fields accept integral
 // floats (5.0), as the OpenAI / vLLM servers' pydantic models do.
 //
@@ -29,11 +41,16 @@
 #define ALIGNSERVE_SERVER_OPENAI_REQUEST_H_
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "alignment/plugin_policy.h"
+#include "alignment/reward_model.h"
+#include "engine/decoding_policy.h"
 #include "engine/sampling_params.h"
 #include "models/model_text.h"
 #include "nlohmann/json.hpp"
@@ -53,6 +70,12 @@ struct ServeContext {
   // false: max_tokens past the context is clamped (ROBUSTNESS.md 5);
   // true: it is a 400 naming the limit, as vLLM does.
   bool reject_max_tokens_past_context = false;
+  // Scores responses for the reward-guided policies (best_of_n, ...): the
+  // served model as a judge (alignment/judge_reward_model.h); null: those
+  // policies are a 400.
+  std::shared_ptr<const RewardModel> reward_model;
+  // Policies from --policy-plugin, by name; not owned (null: none).
+  const std::map<std::string, std::shared_ptr<PolicyPlugin>>* policy_plugins = nullptr;
 };
 
 enum class ApiKind { kCompletion, kChat };
@@ -81,6 +104,10 @@ struct OpenAiRequest {
   int top_logprobs = 0;
   bool skip_special_tokens = true;  // for detokenizing the output
   std::string user;
+  // The `policy` extension: its name ("" for none) and one fresh instance
+  // per prompt (policies[i] serves prompts[i]; empty without a policy).
+  std::string policy_name;
+  std::vector<std::shared_ptr<DecodingPolicy>> policies;
 };
 
 absl::StatusOr<OpenAiRequest> ParseCompletionRequest(std::string_view body,

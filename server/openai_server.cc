@@ -68,13 +68,15 @@ OpenAiServer::OpenAiServer(OpenAiServerOptions options)
                      : std::make_shared<AdmissionCounter>(options_.max_queued_requests)) {
   context_.served_model_name = options_.served_model_name;
   context_.chat_template = options_.chat_template;
+  context_.policy_plugins = options_.policy_plugins;
 }
 
 OpenAiServer::~OpenAiServer() = default;
 
 void OpenAiServer::SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len,
-                             int vocab_size) {
+                             int vocab_size, std::shared_ptr<const RewardModel> reward_model) {
   engine_ = engine;
+  context_.reward_model = std::move(reward_model);
   context_.text = text;
   context_.max_model_len = max_model_len;
   context_.vocab_size = vocab_size;

@@ -3,6 +3,7 @@
 // /v1/completions and /v1/chat/completions (whole or streamed as server-sent
 // events), /v1/models, /tokenize, /detokenize, and the operational routes
 // /health (liveness: server/engine_health.h), /ready (model loaded), /metrics (Prometheus).
+// Generation requests may carry the `policy` extension (server/openai_request.h).
 //
 // Life cycle: it answers from the moment the HTTP server listens; until
 // SetEngine it is "loading" (/ready and generation routes 503); after
@@ -19,11 +20,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "alignment/plugin_policy.h"
 #include "engine/async_engine.h"
 #include "models/model_text.h"
 #include "server/admission_counter.h"
@@ -47,6 +50,9 @@ struct OpenAiServerOptions {
   std::shared_ptr<AdmissionCounter> admission;
   // --chat-template, overriding the model's; not owned, outlives the server.
   const ChatTemplate* chat_template = nullptr;
+  // Policies loaded by --policy-plugin, by name (the `alignment` field's
+  // policy names); not owned, must outlive the server. Null: none.
+  const std::map<std::string, std::shared_ptr<PolicyPlugin>>* policy_plugins = nullptr;
   // /health is 503 when the engine has work but made no progress for this
   // long, or while its forward passes fail (server/engine_health.h).
   std::chrono::milliseconds liveness_timeout{60'000};
@@ -59,7 +65,10 @@ class OpenAiServer {
 
   // The model is loaded: generation routes open. `engine` and `text` must
   // outlive the server's handling (the caller stops HTTP before freeing them).
-  void SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len, int vocab_size);
+  // `reward_model` scores the reward-guided policies of the `policy` field
+  // (null: those are a 400).
+  void SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len, int vocab_size,
+                 std::shared_ptr<const RewardModel> reward_model = nullptr);
   // Shutdown began: new generation requests get 503; /ready turns false.
   void SetDraining();
 

@@ -10,6 +10,8 @@
 // aborted), and the process exits 0. The gRPC server starts right after
 // the HTTP one, reports SERVING on grpc.health.v1 once the model is loaded
 // and NOT_SERVING while draining, and stops after the engine has drained.
+// The served model is also the judge reward model of the `policy` extension
+// (best_of_n, soft_best_of_n), built once the model loads (--judge-rubric).
 #include <signal.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -25,6 +28,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "alignment/judge_reward_model.h"
 #include "engine/async_engine.h"
 #include "kernels/status_macros.h"
 #include "server/admission_counter.h"
@@ -56,8 +60,10 @@ struct ServeFlags {
   int max_queued_requests = 1024;
   int shutdown_timeout = 30;  // seconds
   int http_threads = 2;
-  int liveness_timeout = 60;  // seconds
-  std::string chat_template;  // a Jinja file replacing the model's template
+  int liveness_timeout = 60;   // seconds
+  std::string chat_template;   // a Jinja file replacing the model's template
+  std::string judge_rubric;    // the judge's rubric template file; empty: the default
+  std::string policy_plugins;  // NAME=path.so[,NAME=path.so...]
   std::string metrics_prefix = kVllmStylePrefix;
   int max_request_kib = 8192;
   std::optional<uint64_t> seed;
@@ -116,12 +122,52 @@ absl::StatusOr<std::optional<ChatTemplate>> LoadChatTemplate(const std::string& 
   return std::optional<ChatTemplate>(std::move(*parsed));
 }
 
+// The --judge-rubric template, read before the model loads so that a bad
+// file fails at once; the default rubric when unset.
+absl::StatusOr<Rubric> LoadJudgeRubric(const std::string& path) {
+  if (path.empty()) return Rubric::Default();
+  absl::StatusOr<Rubric> rubric = Rubric::Load(path);
+  if (!rubric.ok()) {
+    return absl::Status(rubric.status().code(),
+                        absl::StrCat("--judge-rubric: ", rubric.status().message()));
+  }
+  return rubric;
+}
+
+// --policy-plugin NAME=path.so[,...]: each library loaded (and its ABI
+// version checked) before the model, so a bad one fails at once.
+absl::StatusOr<std::map<std::string, std::shared_ptr<PolicyPlugin>>> LoadPolicyPlugins(
+    const std::string& flag) {
+  std::map<std::string, std::shared_ptr<PolicyPlugin>> plugins;
+  for (absl::string_view item : absl::StrSplit(flag, ',', absl::SkipWhitespace())) {
+    absl::StatusOr<std::pair<std::string, std::string>> parsed =
+        ParsePolicyPluginFlag(std::string_view(item.data(), item.size()));
+    absl::StatusOr<std::shared_ptr<PolicyPlugin>> plugin =
+        parsed.ok() ? LoadPolicyPlugin(parsed->second)
+                    : absl::StatusOr<std::shared_ptr<PolicyPlugin>>(parsed.status());
+    if (!plugin.ok()) {
+      return absl::Status(plugin.status().code(),
+                          absl::StrCat("--policy-plugin: ", plugin.status().message()));
+    }
+    if (!plugins.emplace(parsed->first, *std::move(plugin)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--policy-plugin: '", parsed->first, "' is given twice"));
+    }
+    std::fprintf(stderr, "alignserve: policy plugin '%s' loaded from %s\n", parsed->first.c_str(),
+                 parsed->second.c_str());
+  }
+  return plugins;
+}
+
 absl::Status Serve(const ServeFlags& f) {
   const sigset_t stop_signals = BlockStopSignals();
   ASSIGN_OR_RETURN(const std::optional<ChatTemplate> chat_template,
                    LoadChatTemplate(f.chat_template));
+  ASSIGN_OR_RETURN(Rubric judge_rubric, LoadJudgeRubric(f.judge_rubric));
+  ASSIGN_OR_RETURN(const auto policy_plugins, LoadPolicyPlugins(f.policy_plugins));
   OpenAiServerOptions server_options;
   server_options.chat_template = chat_template ? &*chat_template : nullptr;
+  server_options.policy_plugins = &policy_plugins;
   server_options.liveness_timeout = std::chrono::seconds(f.liveness_timeout);
   server_options.api_key = f.api_key;
   server_options.metrics_prefix = f.metrics_prefix;
@@ -176,8 +222,12 @@ absl::Status Serve(const ServeFlags& f) {
   const ModelText* text = &llm->text();
   const int max_model_len = llm->config().scheduler.max_model_len;
   const int vocab = llm->vocab_size();
+  // The reward model of the `policy` extension: the served model as a judge
+  // (alignment/judge_reward_model.h), made once and shared by every request.
+  ASSIGN_OR_RETURN(std::shared_ptr<const RewardModel> judge,
+                   JudgeRewardModel::Create(text->tokenizer.get(), std::move(judge_rubric)));
   ASSIGN_OR_RETURN(std::unique_ptr<AsyncEngine> engine, AsyncEngine::Create(std::move(llm)));
-  api.SetEngine(engine.get(), text, max_model_len, vocab);
+  api.SetEngine(engine.get(), text, max_model_len, vocab, std::move(judge));
 #ifdef ALIGNSERVE_HAVE_GRPC
   if (grpc) grpc->SetEngine(engine.get(), text, max_model_len, vocab);
 #endif
@@ -249,6 +299,13 @@ int RunServe(int argc, char** argv) {
                  "'alignserve_' passes promtool's lint (colons are for recording rules)");
   args.AddString("chat-template", &f.chat_template,
                  "a Jinja chat template file to render chats with instead of the model's own");
+  args.AddString("judge-rubric", &f.judge_rubric,
+                 "rubric template file of the judge reward model (the served model scoring "
+                 "{prompt} and {response} for best_of_n / soft_best_of_n); empty: the built-in "
+                 "helpfulness-and-harmlessness rubric");
+  args.AddString("policy-plugin", &f.policy_plugins,
+                 "decoding policies built outside the tree: NAME=path.so[,NAME=path.so...] "
+                 "(alignment/plugin_abi.h); requests name them as alignment.policy");
   args.AddInt("max-request-kib", &f.max_request_kib, "largest request body (KiB); larger: 413");
   args.AddOptionalUint64("seed", &f.seed, "base seed of requests that set none; unset: 0");
   absl::Status s = args.Parse(argc, argv, 2);

@@ -16,9 +16,9 @@
 // shared memory, then every lane loads its D/32 dims of 16 V rows at once
 // (each V row read coalesced by the warp) and accumulates P V. The loads
 // are unrolled so that a tile costs four memory round trips, not one per
-// key; at most 128 registers keep 4 blocks on a multiprocessor. The 4 warps then merge in shared memory; with one split the
-// block writes the output, otherwise it writes (m, l, acc) to a workspace
-// that MergeSplitsKernel combines.
+// key; at most 128 registers keep 4 blocks on a multiprocessor. The 4 warps then merge in shared
+// memory; with one split the block writes the output, otherwise it writes (m, l, acc) to a
+// workspace that MergeSplitsKernel combines.
 //
 // G is a template parameter (1, 2, 4 or 8; a group of 3 runs as 4 with the
 // extra heads idle), so registers hold only the group's accumulators.
@@ -90,7 +90,8 @@ __device__ __forceinline__ void ScoreKey(const bf16* k_cache, int64_t k_off, con
         const float2 f = __bfloat1622float2(pairs[i]);
 #pragma unroll
         for (int g = 0; g < G; ++g) {
-          if (g < group) s[g] = fmaf(q[g][base + 2 * i + 1], f.y, fmaf(q[g][base + 2 * i], f.x, s[g]));
+          if (g < group)
+            s[g] = fmaf(q[g][base + 2 * i + 1], f.y, fmaf(q[g][base + 2 * i], f.x, s[g]));
         }
       }
     }
@@ -117,9 +118,11 @@ __global__ void __launch_bounds__(kWarps * 32, 4)
   const T* q = static_cast<const T*>(a.q);
   for (int i = threadIdx.x; i < G * D; i += kWarps * 32) {
     const int g = i / D, d = i % D;
-    sm.q[g][d] = g < group ? ToF32(q[(static_cast<int64_t>(row) * a.num_heads +
-                                      kv_head * group + g) * D + d]) * a.scale
-                           : 0.0f;
+    sm.q[g][d] =
+        g < group
+            ? ToF32(q[(static_cast<int64_t>(row) * a.num_heads + kv_head * group + g) * D + d]) *
+                  a.scale
+            : 0.0f;
   }
   __syncthreads();
 
@@ -263,9 +266,9 @@ cudaError_t LaunchDecodeFor(const AttentionArgs& args, const DecodeSplit& split,
                             cudaStream_t stream) {
   const int group = args.num_heads / args.num_kv_heads;
   const size_t smem = sizeof(DecodeSmem<D, G>);
-  const cudaError_t e = cudaFuncSetAttribute(DecodeAttentionKernel<D, G, T>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(smem));
+  const cudaError_t e =
+      cudaFuncSetAttribute(DecodeAttentionKernel<D, G, T>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (e != cudaSuccess) return e;
   const dim3 grid(args.batch.num_seqs, args.num_kv_heads, split.num_splits);
   DecodeAttentionKernel<D, G, T><<<grid, kWarps * 32, smem, stream>>>(args, group, workspace);

@@ -138,8 +138,8 @@ __global__ void __launch_bounds__(kRowThreads)
 // pieces: every pointer is a cudaMalloc base plus whole rows of 8k elements).
 bool VecRowFits(int64_t cols, const void* a, const void* b, const void* c, const float* w) {
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return cols % 8 == 0 && cols <= int64_t{kRowThreads} * 8 * kMaxVecs && aligned(a) &&
-         aligned(b) && aligned(c) && aligned(w);
+  return cols % 8 == 0 && cols <= int64_t{kRowThreads} * 8 * kMaxVecs && aligned(a) && aligned(b) &&
+         aligned(c) && aligned(w);
 }
 
 // One block per token; threads walk the (head, pair) items of q then k.

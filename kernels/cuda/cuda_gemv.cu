@@ -70,7 +70,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   for (int r = 0; r < M; ++r) {
     const float sum = WarpSum(acc[r]);
     if (lane == 0) {
-      y[static_cast<int64_t>(r) * n + row] = FromF32<OutT>(sum + (bias != nullptr ? bias[row] : 0.0f));
+      y[static_cast<int64_t>(r) * n + row] =
+          FromF32<OutT>(sum + (bias != nullptr ? bias[row] : 0.0f));
     }
   }
 }

@@ -65,7 +65,8 @@ absl::StatusOr<std::unique_ptr<CudaGemm>> CudaGemm::Create(cudaStream_t stream) 
   CUBLAS_RETURN_IF_ERROR(cublasCreate(&handle));
   auto gemm = std::unique_ptr<CudaGemm>(new CudaGemm(handle, stream));
   // ALIGNSERVE_CUDA_GEMV=1: the GEMV kernel for products of <= 4 rows.
-  if (const char* gemv = std::getenv("ALIGNSERVE_CUDA_GEMV")) gemm->gemv_ = std::string(gemv) == "1";
+  if (const char* gemv = std::getenv("ALIGNSERVE_CUDA_GEMV"))
+    gemm->gemv_ = std::string(gemv) == "1";
   CUBLAS_RETURN_IF_ERROR(cublasSetStream(handle, stream));
   // 32 MiB, NVIDIA's recommendation for Hopper.
   constexpr size_t kWorkspaceBytes = size_t{32} << 20;

@@ -160,11 +160,11 @@ TEST_CASE("deepconf on SmolLM2 matches the brute-force oracle over the engine's 
   constexpr int32_t kE2eMaxTokens = 16;
   // top_p keeps the draw off the far tail, where the rounding differences
   // between a batch of 6 and a request alone could pick another token.
-  SamplingParams sampling = testing::Seeded(kE2eMaxTokens, 4242, 1.2f);
+  SamplingParams sampling = testing::SeededParams(kE2eMaxTokens, 4242, 1.2f, /*top_p=*/1.0f);
   sampling.top_p = 0.95f;
   auto inner = Make(kN, kInit, kWindow, kPercentile, kTopK);
   auto recorder = std::make_shared<RecordingPolicy>(inner);
-  const std::vector<int32_t> prompt = testing::Encode("Q: What is 6 times 7? A:");
+  const std::vector<int32_t> prompt = testing::TestEncode("Q: What is 6 times 7? A:");
   const testing::Outcome outcome = testing::RunAlone(prompt, sampling, recorder);
 
   // Sample i (seq ids ascending) against the plain request seeded seed + i.

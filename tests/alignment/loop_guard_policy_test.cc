@@ -102,15 +102,15 @@ TEST_CASE("loop_guard on SmolLM2 stops greedy repetition where the plain run fir
   constexpr int kNgram = 4, kWindow = 64;
   constexpr int32_t kE2eMaxTokens = 48;
   const std::vector<int32_t> prompt =
-      testing::Encode("Repeat after me forever: la la la la la la la la la la la la");
-  const testing::Outcome plain = testing::RunAlone(prompt, testing::Greedy(kE2eMaxTokens));
+      testing::TestEncode("Repeat after me forever: la la la la la la la la la la la la");
+  const testing::Outcome plain = testing::RunAlone(prompt, testing::GreedyParams(kE2eMaxTokens));
   const std::vector<int32_t>& path = plain.choices.at(0).tokens;
   const size_t expected = FirstLoop(path, kNgram, kWindow);
   REQUIRE(expected > 0);  // the model does loop on this prompt
   auto policy = Make(kNgram, kWindow);
   const testing::Outcome guarded =
-      testing::RunAlone(prompt, testing::Greedy(kE2eMaxTokens), policy);
-  const testing::Choice& choice = guarded.choices.at(0);
+      testing::RunAlone(prompt, testing::GreedyParams(kE2eMaxTokens), policy);
+  const testing::TestChoice& choice = guarded.choices.at(0);
   REQUIRE(choice.tokens.size() == expected);
   CHECK(std::equal(choice.tokens.begin(), choice.tokens.end(), path.begin()));
   CHECK(choice.reason == FinishReason::kStop);

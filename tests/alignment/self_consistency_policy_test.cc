@@ -202,13 +202,14 @@ std::optional<std::string> LastNumber(const std::string& text) {
 
 TEST_CASE("ESC on SmolLM2: identical greedy samples stop after one window, blocks freed") {
   constexpr int32_t kE2eMaxTokens = 12;
-  const std::vector<int32_t> prompt = testing::Encode(kPrompt);
-  const testing::Outcome plain = testing::RunAlone(prompt, testing::Greedy(kE2eMaxTokens));
-  const testing::Choice& want = plain.choices.at(0);
+  const std::vector<int32_t> prompt = testing::TestEncode(kPrompt);
+  const testing::Outcome plain = testing::RunAlone(prompt, testing::GreedyParams(kE2eMaxTokens));
+  const testing::TestChoice& want = plain.choices.at(0);
   const std::optional<std::string> answer = LastNumber(want.text);
   REQUIRE(answer.has_value());  // the prompt makes the model name a number
   auto policy = Make(6, 2, SelfConsistencyRule::kEsc);
-  const testing::Outcome got = testing::RunAlone(prompt, testing::Greedy(kE2eMaxTokens), policy);
+  const testing::Outcome got =
+      testing::RunAlone(prompt, testing::GreedyParams(kE2eMaxTokens), policy);
   REQUIRE(got.choices.size() == 1);
   CHECK(got.choices.at(0).tokens == want.tokens);
   CHECK(got.choices.at(0).text == want.text);
@@ -229,10 +230,10 @@ TEST_CASE("ESC on SmolLM2: identical greedy samples stop after one window, block
 size_t CheckSeededEsc(uint64_t seed) {
   constexpr int kN = 6, kWindow = 2;
   constexpr int32_t kE2eMaxTokens = 10;
-  const std::vector<int32_t> prompt = testing::Encode(kPrompt);
-  SamplingParams sampling = testing::Seeded(kE2eMaxTokens, seed, 0.5f);
+  const std::vector<int32_t> prompt = testing::TestEncode(kPrompt);
+  SamplingParams sampling = testing::SeededParams(kE2eMaxTokens, seed, 0.5f, /*top_p=*/1.0f);
   sampling.top_p = 0.95f;  // off the far tail (see deepconf_policy_test)
-  std::vector<testing::Choice> samples;
+  std::vector<testing::TestChoice> samples;
   std::vector<std::optional<std::string>> answers;
   size_t used = kN;
   for (int i = 0; i < kN; ++i) {

@@ -20,13 +20,16 @@
 
 #include "engine/async_engine.h"
 #include "engine/llm_engine.h"
+#include "tests/engine/policy_test_util.h"
 #include "tests/engine/shared_default_model.h"
 #include "tests/engine/test_policies.h"
 
 namespace alignserve {
 namespace {
 
-using testing::SharedModel;
+using testing::GreedyParams;
+using testing::SeededParams;
+
 using testing::BestOfNPolicy;
 using testing::BoundaryPolicy;
 using testing::ForcePolicy;
@@ -36,6 +39,7 @@ using testing::NoopPolicy;
 using testing::ObserverPolicy;
 using testing::PausePolicy;
 using testing::PrunePolicy;
+using testing::SharedModel;
 using testing::StopAfterPolicy;
 
 constexpr int32_t kBlock = 16;
@@ -70,24 +74,6 @@ const char* const kPrompts[] = {
     "The library opens at nine and closes at five, except on public holidays.",
     "Shakespeare wrote thirty-seven plays, among them Hamlet and Macbeth.",
 };
-
-SamplingParams Greedy(int32_t max_tokens) {
-  SamplingParams p;
-  p.temperature = 0.0f;
-  p.ignore_eos = true;
-  p.max_tokens = max_tokens;
-  return p;
-}
-
-SamplingParams Seeded(int32_t max_tokens, uint64_t seed) {
-  SamplingParams p;
-  p.temperature = 0.9f;
-  p.top_p = 0.95f;
-  p.ignore_eos = true;
-  p.max_tokens = max_tokens;
-  p.seed = seed;
-  return p;
-}
 
 // One choice as a client would assemble it: streamed deltas for a plain
 // request, the whole completion in one output for a policy request.
@@ -161,7 +147,7 @@ int32_t UsedBlocks(const LlmEngine& engine) {
 
 TEST_CASE("a do-nothing policy generates what the plain request generates") {
   const std::vector<int32_t> prompt = Encode(kPrompts[0]);
-  for (const SamplingParams& sampling : {Greedy(16), Seeded(16, 77)}) {
+  for (const SamplingParams& sampling : {GreedyParams(16), SeededParams(16, 77)}) {
     const Outcome plain = RunAlone(prompt, sampling);
     const Outcome noop = RunAlone(prompt, sampling, std::make_shared<NoopPolicy>());
     REQUIRE(plain.choices.size() == 1);
@@ -191,7 +177,7 @@ TEST_CASE("a do-nothing policy generates what the plain request generates") {
 }
 
 TEST_CASE("plain and policy requests with the same params agree with logprobs asked") {
-  SamplingParams sampling = Greedy(8);
+  SamplingParams sampling = GreedyParams(8);
   sampling.logprobs = 3;
   const std::vector<int32_t> prompt = Encode(kPrompts[1]);
   const Outcome plain = RunAlone(prompt, sampling);
@@ -207,7 +193,7 @@ TEST_CASE("a policy that forces tokens gets exactly those tokens") {
   const std::vector<int32_t> forced = Encode(" Paris is the capital of France, and Rome of Italy.");
   const int32_t n = static_cast<int32_t>(forced.size());
   const Outcome out =
-      RunAlone(Encode(kPrompts[2]), Greedy(n), std::make_shared<ForcePolicy>(forced));
+      RunAlone(Encode(kPrompts[2]), GreedyParams(n), std::make_shared<ForcePolicy>(forced));
   CHECK(out.choices.at(0).tokens == forced);
   CHECK(out.choices.at(0).text == Tok().Decode(forced, true));
   CHECK(out.choices.at(0).reason == FinishReason::kLength);
@@ -215,28 +201,28 @@ TEST_CASE("a policy that forces tokens gets exactly those tokens") {
 
 TEST_CASE("masking the greedy token yields the second-best token, then greedy from there") {
   const std::vector<int32_t> prompt = Encode(kPrompts[3]);
-  SamplingParams with_logprobs = Greedy(10);
+  SamplingParams with_logprobs = GreedyParams(10);
   with_logprobs.logprobs = 2;
   const Outcome plain = RunAlone(prompt, with_logprobs);
   const std::vector<TokenLogprob>& top2 = plain.choices.at(0).logprobs.at(0).top;
   REQUIRE(top2.size() == 2);
   auto mask = std::make_shared<MaskFirstPolicy>();
-  const Outcome masked = RunAlone(prompt, Greedy(10), mask);
+  const Outcome masked = RunAlone(prompt, GreedyParams(10), mask);
   CHECK(mask->masked == top2[0].token);
   REQUIRE(masked.choices.at(0).tokens.size() == 10);
   CHECK(masked.choices.at(0).tokens[0] == top2[1].token);
   // The rest is the greedy continuation of prompt + that token.
   std::vector<int32_t> extended = prompt;
   extended.push_back(top2[1].token);
-  const Outcome rest = RunAlone(extended, Greedy(9));
+  const Outcome rest = RunAlone(extended, GreedyParams(9));
   CHECK(std::vector<int32_t>(masked.choices.at(0).tokens.begin() + 1,
                              masked.choices.at(0).tokens.end()) == rest.choices.at(0).tokens);
 }
 
 TEST_CASE("a Stop decision finishes the sequence at that token with reason stop") {
   const std::vector<int32_t> prompt = Encode(kPrompts[4]);
-  const Outcome plain = RunAlone(prompt, Greedy(20));
-  const Outcome stopped = RunAlone(prompt, Greedy(20), std::make_shared<StopAfterPolicy>(5));
+  const Outcome plain = RunAlone(prompt, GreedyParams(20));
+  const Outcome stopped = RunAlone(prompt, GreedyParams(20), std::make_shared<StopAfterPolicy>(5));
   REQUIRE(stopped.choices.at(0).tokens.size() == 5);
   CHECK(stopped.choices.at(0).reason == FinishReason::kStop);
   CHECK(stopped.choices.at(0).tokens ==
@@ -248,7 +234,7 @@ TEST_CASE("a Stop decision finishes the sequence at that token with reason stop"
 TEST_CASE("pruning 3 of 4 frees their blocks in that step; the survivor runs as if alone") {
   const std::vector<int32_t> prompt = Encode(kPrompts[5]);
   const int32_t p = static_cast<int32_t>(prompt.size());
-  const SamplingParams sampling = Seeded(12, 4242);
+  const SamplingParams sampling = SeededParams(12, 4242);
   auto policy = std::make_shared<PrunePolicy>(4, 3, 2);
   auto engine = MakeEngine();
   RequestParams params;
@@ -295,7 +281,7 @@ TEST_CASE("expand to 4 shares the prompt's blocks and each draws as its own seed
   const int32_t p = static_cast<int32_t>(prompt.size());
   auto engine = MakeEngine();
   RequestParams params;
-  params.sampling = Seeded(6, 99);
+  params.sampling = SeededParams(6, 99);
   params.policy = std::make_shared<PrunePolicy>(4, 1000, 0);  // never prunes
   REQUIRE(engine->AddRequest(1, prompt, params).ok());
   Outcomes out;
@@ -307,7 +293,7 @@ TEST_CASE("expand to 4 shares the prompt's blocks and each draws as its own seed
   out = Drain(*engine);
   REQUIRE(out.at(1).choices.size() == 4);
   for (int i = 0; i < 4; ++i) {
-    SamplingParams alone = Seeded(6, 99 + i);
+    SamplingParams alone = SeededParams(6, 99 + i);
     CHECK(out.at(1).choices.at(i).tokens == RunAlone(prompt, alone).choices.at(0).tokens);
   }
 }
@@ -318,7 +304,7 @@ TEST_CASE("a later fork of a running sequence shares its blocks and continues it
   auto policy = std::make_shared<ForkPolicy>(4, 3);
   auto engine = MakeEngine();
   RequestParams params;
-  params.sampling = Greedy(10);
+  params.sampling = GreedyParams(10);
   params.policy = policy;
   REQUIRE(engine->AddRequest(1, prompt, params).ok());
   Outcomes out;
@@ -343,7 +329,7 @@ TEST_CASE("a later fork of a running sequence shares its blocks and continues it
   REQUIRE(checked == 1);
   REQUIRE(policy->children.size() == 3);
   // Greedy: every branch continues exactly as the unforked run.
-  const Outcome plain = RunAlone(prompt, Greedy(10));
+  const Outcome plain = RunAlone(prompt, GreedyParams(10));
   REQUIRE(out.at(1).choices.size() == 4);
   for (const auto& [index, choice] : out.at(1).choices) {
     CHECK(choice.tokens == plain.choices.at(0).tokens);
@@ -353,7 +339,7 @@ TEST_CASE("a later fork of a running sequence shares its blocks and continues it
 
 TEST_CASE("boundaries every M tokens fire exactly at multiples of M") {
   auto policy = std::make_shared<BoundaryPolicy>(4, "");
-  RunAlone(Encode(kPrompts[8]), Greedy(14), policy);
+  RunAlone(Encode(kPrompts[8]), GreedyParams(14), policy);
   REQUIRE(policy->flags.size() == 14);
   for (size_t i = 0; i < 14; ++i) CHECK(policy->flags[i] == ((i + 1) % 4 == 0));
 }
@@ -363,7 +349,7 @@ TEST_CASE("a delimiter boundary fires when the decoded text ends with the delimi
       Encode("Write the numbers one to ten in words, separated by commas: one, two,");
   for (const std::string delim : {",", " three"}) {
     auto policy = std::make_shared<BoundaryPolicy>(0, delim);
-    RunAlone(prompt, Greedy(16), policy);
+    RunAlone(prompt, GreedyParams(16), policy);
     int fired = 0;
     std::string before;
     for (size_t i = 0; i < policy->tokens.size(); ++i) {
@@ -384,10 +370,10 @@ TEST_CASE("a paused sequence makes no tokens while others progress, then resumes
   auto policy = std::make_shared<PausePolicy>(3, 5);
   auto engine = MakeEngine();
   RequestParams params;
-  params.sampling = Greedy(12);
+  params.sampling = GreedyParams(12);
   params.policy = policy;
   REQUIRE(engine->AddRequest(1, prompt, params).ok());
-  REQUIRE(engine->AddRequest(2, other, Greedy(24)).ok());
+  REQUIRE(engine->AddRequest(2, other, GreedyParams(24)).ok());
   Outcomes out;
   std::vector<int64_t> other_steps;
   int paused_steps = 0;
@@ -419,13 +405,13 @@ TEST_CASE("a paused sequence makes no tokens while others progress, then resumes
   for (int64_t s = policy->paused_at_step + 1; s <= policy->resumed_at_step; ++s) {
     CHECK(std::find(other_steps.begin(), other_steps.end(), s) != other_steps.end());
   }
-  CHECK(out.at(1).choices.at(0).tokens == RunAlone(prompt, Greedy(12)).choices.at(0).tokens);
-  CHECK(out.at(2).choices.at(0).tokens == RunAlone(other, Greedy(24)).choices.at(0).tokens);
+  CHECK(out.at(1).choices.at(0).tokens == RunAlone(prompt, GreedyParams(12)).choices.at(0).tokens);
+  CHECK(out.at(2).choices.at(0).tokens == RunAlone(other, GreedyParams(24)).choices.at(0).tokens);
 }
 
 TEST_CASE("a best-of-N policy returns exactly the best sequence and its report") {
   const std::vector<int32_t> prompt = Encode(kPrompts[2]);
-  SamplingParams sampling = Seeded(16, 1234);
+  SamplingParams sampling = SeededParams(16, 1234);
   sampling.temperature = 1.2f;
   sampling.top_p = 1.0f;
   const Outcome out = RunAlone(prompt, sampling, std::make_shared<BestOfNPolicy>(4));
@@ -456,11 +442,12 @@ TEST_CASE("a policy request batched with 8 plain requests leaves their outputs u
   };
   std::vector<Plain> plain;
   for (int i = 0; i < 8; ++i) {
-    plain.push_back({Encode(kPrompts[i]), i % 2 == 0 ? Greedy(12 + i) : Seeded(12 + i, 500 + i)});
+    plain.push_back(
+        {Encode(kPrompts[i]), i % 2 == 0 ? GreedyParams(12 + i) : SeededParams(12 + i, 500 + i)});
   }
   auto engine = MakeEngine();
   RequestParams params;
-  params.sampling = Seeded(12, 7);
+  params.sampling = SeededParams(12, 7);
   params.policy = std::make_shared<PrunePolicy>(4, 5, 1);
   REQUIRE(engine->AddRequest(100, Encode(kPrompts[8]), params).ok());
   for (int i = 0; i < 8; ++i)
@@ -480,7 +467,7 @@ TEST_CASE("a policy request batched with 8 plain requests leaves their outputs u
 TEST_CASE("requests with a bad policy are refused") {
   auto engine = MakeEngine();
   RequestParams params;
-  params.sampling = Greedy(4);
+  params.sampling = GreedyParams(4);
   params.sampling.n = 2;
   params.policy = std::make_shared<NoopPolicy>();
   CHECK(absl::IsInvalidArgument(engine->AddRequest(1, Encode(kPrompts[0]), params)));
@@ -492,7 +479,7 @@ TEST_CASE("requests with a bad policy are refused") {
 
 TEST_CASE("through the AsyncEngine a policy request streams its chosen choice and report") {
   const std::vector<int32_t> prompt = Encode(kPrompts[3]);
-  SamplingParams sampling = Seeded(10, 31);
+  SamplingParams sampling = SeededParams(10, 31);
   const Outcome expected = RunAlone(prompt, sampling, std::make_shared<BestOfNPolicy>(3));
   auto async = AsyncEngine::Create(MakeEngine());
   REQUIRE(async.ok());

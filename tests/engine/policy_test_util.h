@@ -52,10 +52,11 @@ inline SamplingParams GreedyParams(int32_t max_tokens) {
   return p;
 }
 
-inline SamplingParams SeededParams(int32_t max_tokens, uint64_t seed) {
+inline SamplingParams SeededParams(int32_t max_tokens, uint64_t seed, float temperature = 0.9f,
+                                   float top_p = 0.95f) {
   SamplingParams p;
-  p.temperature = 0.9f;
-  p.top_p = 0.95f;
+  p.temperature = temperature;
+  p.top_p = top_p;
   p.ignore_eos = true;
   p.max_tokens = max_tokens;
   p.seed = seed;
@@ -67,6 +68,7 @@ struct TestChoice {
   std::vector<int32_t> tokens;
   std::string text;
   FinishReason reason = FinishReason::kNone;
+  std::vector<PositionLogprobs> logprobs;  // with SamplingParams::logprobs
 };
 struct TestOutcome {
   std::map<int, TestChoice> choices;  // by index
@@ -87,6 +89,7 @@ inline void CollectOutputs(const std::vector<RequestOutput>& outputs, int64_t st
     TestChoice& c = r.choices[o.index];
     c.tokens.insert(c.tokens.end(), o.new_token_ids.begin(), o.new_token_ids.end());
     c.text += o.text;
+    c.logprobs.insert(c.logprobs.end(), o.logprobs.begin(), o.logprobs.end());
     r.prompt_logprobs.insert(r.prompt_logprobs.end(), o.prompt_logprobs.begin(),
                              o.prompt_logprobs.end());
     if (o.finish_reason != FinishReason::kNone) c.reason = o.finish_reason;

@@ -51,29 +51,46 @@ TEST_CASE("server requests the engine never picked up count from when the server
   CHECK(health.Check(stepped, busy, t0 + milliseconds(1500)).healthy);
 }
 
+// The engine's record of its last step: failed at `failed_at`, or not.
+AsyncEngineStats LastStep(Clock::time_point now, bool failed, Clock::time_point failed_at) {
+  AsyncEngineStats s = Stats(now, 0, 6, 1);
+  s.last_step_failed = failed;
+  s.last_step_failure = failed_at;
+  return s;
+}
+
 TEST_CASE("a failed step is unhealthy until a step succeeds") {
   EngineHealth health(milliseconds(1000));
   const Clock::time_point t0 = Clock::now();
   CHECK(health.Check(Stats(t0, 0, 5, 0), ServerLoad{}, t0).healthy);
-  const HealthVerdict failing = health.Check(Stats(t0, 0, 6, 1), ServerLoad{}, t0);
+  const HealthVerdict failing = health.Check(LastStep(t0, true, t0), ServerLoad{}, t0);
   CHECK(!failing.healthy);
   CHECK(failing.reason.find("forward pass failed") != std::string::npos);
-  CHECK(!health.Check(Stats(t0, 0, 6, 1), ServerLoad{}, t0 + milliseconds(500)).healthy);
-  CHECK(health.Check(Stats(t0, 0, 7, 1), ServerLoad{}, t0 + milliseconds(600)).healthy);
+  CHECK(!health.Check(LastStep(t0, true, t0), ServerLoad{}, t0 + milliseconds(500)).healthy);
+  // The next step succeeded: healthy, however recent the failure.
+  CHECK(health.Check(LastStep(t0, false, t0), ServerLoad{}, t0 + milliseconds(600)).healthy);
 }
 
 TEST_CASE("a failure with no traffic after it stops counting after the timeout") {
   EngineHealth health(milliseconds(1000));
   const Clock::time_point t0 = Clock::now();
-  CHECK(!health.Check(Stats(t0, 0, 1, 1), ServerLoad{}, t0).healthy);
-  CHECK(health.Check(Stats(t0, 0, 1, 1), ServerLoad{}, t0 + milliseconds(1100)).healthy);
+  CHECK(!health.Check(LastStep(t0, true, t0), ServerLoad{}, t0).healthy);
+  CHECK(health.Check(LastStep(t0, true, t0), ServerLoad{}, t0 + milliseconds(1100)).healthy);
 }
 
-TEST_CASE("failures and successes between two looks count as progress") {
+TEST_CASE("the verdict depends on the last step, not on what earlier looks saw") {
+  // A probe that looked before a success was published and again after a
+  // later failure still sees the failure (the race the counters had).
   EngineHealth health(milliseconds(1000));
   const Clock::time_point t0 = Clock::now();
   CHECK(health.Check(Stats(t0, 0, 5, 0), ServerLoad{}, t0).healthy);
-  CHECK(health.Check(Stats(t0, 0, 9, 2), ServerLoad{}, t0).healthy);
+  AsyncEngineStats later = LastStep(t0, true, t0);
+  later.num_steps = 9;  // successes and the failure happened in between
+  later.num_step_errors = 1;
+  CHECK(!health.Check(later, ServerLoad{}, t0).healthy);
+  // A fresh checker (another server thread) agrees: no state between looks.
+  EngineHealth other(milliseconds(1000));
+  CHECK(!other.Check(later, ServerLoad{}, t0).healthy);
 }
 
 }  // namespace

@@ -415,6 +415,36 @@ class ChatTest(unittest.TestCase):
         self.assertEqual(finish, ["stop"])
 
 
+class AlignmentTest(unittest.TestCase):
+    """The `alignment` extension object, sent as the openai client sends
+    extras (extra_body), and read back from the response's extra fields."""
+
+    def test_best_of_n_reports_rewards_and_the_argmax_choice(self):
+        alignment = {"policy": "best_of_n", "params": {"n": 3}, "reward_model": "judge"}
+        r = STRICT.chat.completions.create(model=SERVER.model, messages=CHAT_MESSAGES,
+                                           max_tokens=6, temperature=0.8, seed=3,
+                                           extra_body={"alignment": alignment})
+        self.assertEqual(len(r.choices), 1)
+        self.assertTrue(r.choices[0].message.content)
+        extension = r.model_extra.get("alignment")
+        self.assertIsInstance(extension, dict)
+        self.assertEqual(extension["policy"], "best_of_n")
+        report = extension["report"]
+        rewards = [report["reward_%d" % i] for i in range(3)]
+        self.assertTrue(all(isinstance(x, float) and math.isfinite(x) for x in rewards), rewards)
+        self.assertEqual(report["chosen_index"], rewards.index(max(rewards)))
+        self.assertEqual(report["num_scored"], 3)
+
+    def test_unknown_policy_is_bad_request_naming_alignment(self):
+        with self.assertRaises(openai.BadRequestError) as cm:
+            STRICT.completions.create(model=SERVER.model, prompt="x", max_tokens=1,
+                                      extra_body={"alignment": {"policy": "no_such_policy"}})
+        self.assertEqual(cm.exception.body.get("param"), "alignment")
+        self.assertIn("no_such_policy", cm.exception.message)
+        ok = STRICT.completions.create(model=SERVER.model, prompt="x", max_tokens=1)
+        self.assertEqual(len(ok.choices), 1)
+
+
 def main():
     global SERVER, STRICT, LENIENT
     binary = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("ALIGNSERVE_BINARY")

@@ -1,0 +1,212 @@
+#include "alignment/args_policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "alignment/reward_selection.h"
+
+namespace alignserve {
+namespace {
+
+constexpr double kNoReward = std::numeric_limits<double>::quiet_NaN();
+
+// The k highest raw logits, descending, lower id first on ties.
+void TopK(std::span<const float> logits, int32_t k, ArgsStep& step) {
+  std::vector<int32_t> ids(logits.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  const size_t n = std::min(static_cast<size_t>(k), ids.size());
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(),
+                    [&logits](int32_t a, int32_t b) {
+                      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+                    });
+  for (size_t i = 0; i < n; ++i) {
+    step.tokens.push_back(ids[i]);
+    step.logits.push_back(logits[ids[i]]);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<ArgsPolicy>> ArgsPolicy::Create(
+    ArgsOptions options, std::shared_ptr<const RewardModel> reward_model) {
+  const ArgsParams& p = options.params;
+  if (p.k < 1 || p.k > kMaxPolicyN) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "alignment policy 'args': parameter 'k' must be in [1, ", kMaxPolicyN, "], got ", p.k));
+  }
+  if (!(p.w >= 0 && p.w <= 1000)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("alignment policy 'args': parameter 'w' must be in [0, 1000], got ", p.w));
+  }
+  if (p.temperature.has_value() && !(*p.temperature > 0 && *p.temperature <= 100)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("alignment policy 'args': parameter 'temperature' must be in (0, 100], got ",
+                     *p.temperature));
+  }
+  if (reward_model == nullptr) {
+    return absl::InvalidArgumentError(
+        "alignment policy 'args' needs a reward model and the server has none configured");
+  }
+  return std::shared_ptr<ArgsPolicy>(new ArgsPolicy(std::move(options), std::move(reward_model)));
+}
+
+PolicySpec ArgsPolicy::Spec() const {
+  PolicySpec spec;
+  spec.wants_logits = true;
+  return spec;
+}
+
+const std::string& ArgsPolicy::PromptText(const PolicyContext& ctx) {
+  if (!prompt_text_.has_value()) {
+    if (!options_.prompt.empty() || options_.tokenizer == nullptr) {
+      prompt_text_ = options_.prompt;
+    } else {
+      prompt_text_ = options_.tokenizer->Decode(ctx.prompt_token_ids(), /*skip_special=*/true);
+    }
+  }
+  return *prompt_text_;
+}
+
+// The position's candidates come from the first row seen (the k rows of a
+// position are one row: the same tokens decoded); a member scheduled in a
+// later step is forced from the same list.
+void ArgsPolicy::OnLogits(std::span<LogitsView> seqs, PolicyContext& ctx) {
+  const int32_t position = static_cast<int32_t>(steps_.size());
+  for (LogitsView& view : seqs) {
+    const bool first = group_.empty();
+    const auto member = std::find(group_.begin(), group_.end(), view.seq_id);
+    if (!first && member == group_.end()) continue;
+    const size_t index = first ? 0 : static_cast<size_t>(member - group_.begin());
+    if (!current_.has_value()) {
+      current_.emplace();
+      current_->position = position;
+      TopK(view.logits, first ? 1 : static_cast<int32_t>(group_.size()), *current_);
+      if (!first) {
+        // Fewer candidates than members only with a vocabulary under k.
+        current_->rewards.assign(current_->tokens.size(), kNoReward);
+      }
+    }
+    if (index < current_->tokens.size()) view.force_token = current_->tokens[index];
+  }
+}
+
+void ArgsPolicy::OnTokens(std::span<TokenView> seqs, PolicyContext& ctx) {
+  tokens_generated_ += static_cast<int64_t>(seqs.size());
+  if (group_.empty()) {  // position 0: the top logit, unscored
+    if (seqs.empty() || !current_.has_value()) return;
+    steps_.push_back(std::move(*current_));
+    current_.reset();
+    if (seqs.front().finish_reason != FinishReason::kNone) {
+      winner_ = seqs.front().seq_id;
+      return;
+    }
+    StartPosition(seqs.front().seq_id, ctx);
+    return;
+  }
+  for (TokenView& view : seqs) {
+    const auto member = std::find(group_.begin(), group_.end(), view.seq_id);
+    if (member == group_.end()) continue;
+    const size_t i = static_cast<size_t>(member - group_.begin());
+    finished_[i] = view.finish_reason != FinishReason::kNone;
+    if (!finished_[i]) view.decision = TokenDecision::kPause;
+    ++seen_;
+  }
+  if (awaiting_ || seen_ < group_.size() || !current_.has_value()) return;
+  awaiting_ = true;
+  for (size_t i = 0; i < current_->tokens.size(); ++i) {
+    const absl::StatusOr<int64_t> id =
+        reward_model_->Submit(PromptText(ctx), ctx.text(group_[i]), ctx);
+    if (id.ok()) {
+      pending_[*id] = i;
+      ++judge_calls_;
+    }
+  }
+  if (pending_.empty()) Decide(ctx);
+}
+
+void ArgsPolicy::OnScores(std::span<const ScoreResult> scores, PolicyContext& ctx) {
+  if (!current_.has_value()) return;
+  for (const ScoreResult& result : scores) {
+    const auto it = pending_.find(result.score_id);
+    if (it == pending_.end()) continue;
+    const double reward = reward_model_->Reward(result);
+    current_->rewards[it->second] = reward;
+    candidates_scored_ += std::isnan(reward) ? 0 : 1;
+    pending_.erase(it);
+  }
+  if (awaiting_ && pending_.empty()) Decide(ctx);
+}
+
+size_t ArgsPolicy::Choose(const ArgsStep& step, uint64_t seed) const {
+  std::vector<double> combined;
+  for (size_t i = 0; i < step.tokens.size(); ++i) {
+    combined.push_back(static_cast<double>(step.logits[i]) + options_.params.w * step.rewards[i]);
+  }
+  const std::optional<double>& t = options_.params.temperature;
+  const std::optional<size_t> chosen =
+      t.has_value() ? SoftBestOfN(combined, *t, seed) : BestOfN(combined);
+  return chosen.value_or(0);
+}
+
+// Keep the chosen candidate, prune the others at once, go on from it.
+void ArgsPolicy::Decide(PolicyContext& ctx) {
+  ArgsStep step = std::move(*current_);
+  current_.reset();
+  step.chosen = Choose(step, ctx.seed() + static_cast<uint64_t>(step.position));
+  for (size_t i = 0; i < group_.size(); ++i) {
+    if (i != step.chosen && !finished_[i]) (void)ctx.Abort(group_[i]);
+  }
+  const int64_t kept = group_[step.chosen];
+  const bool done = finished_[step.chosen];
+  steps_.push_back(std::move(step));
+  group_.clear();
+  if (done) {
+    winner_ = kept;
+    return;
+  }
+  StartPosition(kept, ctx);
+}
+
+void ArgsPolicy::StartPosition(int64_t leader, PolicyContext& ctx) {
+  group_ = {leader};
+  if (options_.params.k > 1) {
+    // On failure (e.g. the group's sequence cap) the leader goes on alone.
+    const absl::StatusOr<std::vector<int64_t>> children = ctx.Fork(leader, options_.params.k - 1);
+    if (children.ok()) group_.insert(group_.end(), children->begin(), children->end());
+  }
+  finished_.assign(group_.size(), false);
+  seen_ = 0;
+  awaiting_ = false;
+  pending_.clear();
+  (void)ctx.Resume(leader);  // forks start unpaused
+}
+
+PolicyResult ArgsPolicy::Finalize(std::span<const SequenceResult> seqs) {
+  PolicyResult result;
+  int64_t chosen = winner_;
+  for (size_t i = 0; chosen < 0 && i < seqs.size(); ++i) {
+    if (seqs[i].finish_reason != FinishReason::kAbort) chosen = seqs[i].seq_id;
+  }
+  if (chosen >= 0) result.choices.push_back(chosen);
+  double reward_sum = 0;
+  int64_t rewarded = 0;
+  for (const ArgsStep& s : steps_) {
+    if (s.rewards.empty() || std::isnan(s.rewards[s.chosen])) continue;
+    reward_sum += s.rewards[s.chosen];
+    ++rewarded;
+  }
+  result.report.emplace_back("args_steps",
+                             static_cast<double>(steps_.empty() ? 0 : steps_.size() - 1));
+  result.report.emplace_back("tokens_generated", static_cast<double>(tokens_generated_));
+  result.report.emplace_back("judge_calls", static_cast<double>(judge_calls_));
+  result.report.emplace_back("candidates_scored", static_cast<double>(candidates_scored_));
+  result.report.emplace_back("chosen_reward_mean",
+                             rewarded > 0 ? reward_sum / static_cast<double>(rewarded) : kNoReward);
+  return result;
+}
+
+}  // namespace alignserve
