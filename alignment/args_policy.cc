@@ -61,14 +61,7 @@ PolicySpec ArgsPolicy::Spec() const {
 }
 
 const std::string& ArgsPolicy::PromptText(const PolicyContext& ctx) {
-  if (!prompt_text_.has_value()) {
-    if (!options_.prompt.empty() || options_.tokenizer == nullptr) {
-      prompt_text_ = options_.prompt;
-    } else {
-      prompt_text_ = options_.tokenizer->Decode(ctx.prompt_token_ids(), /*skip_special=*/true);
-    }
-  }
-  return *prompt_text_;
+  return RewardPromptText(options_.prompt, options_.tokenizer, ctx, prompt_text_);
 }
 
 // The position's candidates come from the first row seen (the k rows of a

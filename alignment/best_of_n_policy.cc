@@ -25,14 +25,7 @@ PolicySpec BestOfNPolicy::Spec() const {
 }
 
 const std::string& BestOfNPolicy::PromptText(const PolicyContext& ctx) {
-  if (!prompt_text_.has_value()) {
-    if (!options_.prompt.empty() || options_.tokenizer == nullptr) {
-      prompt_text_ = options_.prompt;
-    } else {
-      prompt_text_ = options_.tokenizer->Decode(ctx.prompt_token_ids(), /*skip_special=*/true);
-    }
-  }
-  return *prompt_text_;
+  return RewardPromptText(options_.prompt, options_.tokenizer, ctx, prompt_text_);
 }
 
 // Scored at once, while its siblings still generate.

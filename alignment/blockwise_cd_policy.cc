@@ -51,14 +51,7 @@ BlockwiseCdPolicy::Candidate* BlockwiseCdPolicy::Find(int64_t seq_id) {
 }
 
 const std::string& BlockwiseCdPolicy::PromptText(const PolicyContext& ctx) {
-  if (!prompt_text_.has_value()) {
-    if (!options_.prompt.empty() || options_.tokenizer == nullptr) {
-      prompt_text_ = options_.prompt;
-    } else {
-      prompt_text_ = options_.tokenizer->Decode(ctx.prompt_token_ids(), /*skip_special=*/true);
-    }
-  }
-  return *prompt_text_;
+  return RewardPromptText(options_.prompt, options_.tokenizer, ctx, prompt_text_);
 }
 
 // Block 0's candidates are the expand sequences, met at their first token

@@ -18,10 +18,13 @@
 #define ALIGNSERVE_ALIGNMENT_REWARD_MODEL_H_
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "engine/decoding_policy.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace alignserve {
 
@@ -40,6 +43,21 @@ class RewardModel {
   // submissions; NaN when the result failed, so it never wins a selection.
   virtual double Reward(const ScoreResult& result) const = 0;
 };
+
+// The prompt text a reward model reads for one request, made once into
+// `cache`: `given` when set (the user's text, without a chat template) or
+// when there is no tokenizer, else the request's prompt tokens decoded with
+// special tokens skipped. Shared by the reward-guided policies.
+inline const std::string& RewardPromptText(const std::string& given, const Tokenizer* tokenizer,
+                                           const PolicyContext& ctx,
+                                           std::optional<std::string>& cache) {
+  if (!cache.has_value()) {
+    cache = !given.empty() || tokenizer == nullptr
+                ? given
+                : tokenizer->Decode(ctx.prompt_token_ids(), /*skip_special=*/true);
+  }
+  return *cache;
+}
 
 }  // namespace alignserve
 

@@ -22,12 +22,8 @@ scripts/setup_test_python.sh.
 
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.request
@@ -39,8 +35,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase)
 
-READY_TIMEOUT_S = 120
-STOP_TIMEOUT_S = 30
+from serve_process import ServeProcess
+
 RPC_TIMEOUT_S = 60
 SERVICE = "alignserve.v1.AlignServe"
 PARIS_PROMPT = "The capital of France is"
@@ -48,57 +44,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 pb = None  # alignserve_pb2, generated in main()
 pb_grpc = None  # alignserve_pb2_grpc
-
-
-class Server:
-    """`alignserve serve` as a child process; stderr drained by a thread."""
-
-    def __init__(self, binary, extra_args=()):
-        self.lines = []
-        self.port = None
-        self.grpc_port = None
-        self._ready = threading.Event()
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--port", "0", "--grpc-port", "0", *extra_args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True, errors="replace")
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-            m = re.search(r"gRPC on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.grpc_port = int(m.group(1))
-            if "ready: model" in line:
-                self._ready.set()
-        self._ready.set()  # stderr closed: the process is gone
-
-    def wait_ready(self):
-        self._ready.wait(READY_TIMEOUT_S)
-        return (self.port is not None and self.grpc_port is not None and
-                self.proc.poll() is None)
-
-    def stop(self):
-        """SIGTERM, then the exit code (None if it had to be killed)."""
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            self._reader.join(5)
-
-    def log_tail(self, n=30):
-        return "\n".join(self.lines[-n:])
 
 
 SERVER = None
@@ -271,7 +216,7 @@ def main():
     t0 = time.monotonic()
     stubs_dir = tempfile.TemporaryDirectory(prefix="alignserve_grpc_stubs_")
     pb, pb_grpc = GenerateStubs(stubs_dir.name)
-    SERVER = Server(binary)
+    SERVER = ServeProcess(binary, grpc=True)
     if not SERVER.wait_ready():
         print("grpc_client_test: FAIL: the server did not become ready (with gRPC)\n" +
               SERVER.log_tail())

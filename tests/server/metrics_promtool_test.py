@@ -21,52 +21,16 @@ Usage: metrics_promtool_test.py PATH_TO_ALIGNSERVE   (stdlib only)
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
+from serve_process import ServeProcess
+
 SKIP = 77
-READY_TIMEOUT_S = 120
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 COLON_LINT = re.compile(r"^alignserve:[a-z0-9_]+ metric names should not contain ':'$")
-
-
-class Server:
-    def __init__(self, binary, args):
-        self.lines, self.port = [], None
-        self._ready = threading.Event()
-        self.proc = subprocess.Popen([binary, "serve", "--port", "0", "--grpc-port", "-1", *args],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-            if "ready: model" in line:
-                self._ready.set()
-        self._ready.set()
-
-    def wait_ready(self):
-        self._ready.wait(READY_TIMEOUT_S)
-        return self.port is not None and self.proc.poll() is None
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return None
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
 
 
 class Failure(Exception):
@@ -118,7 +82,7 @@ def ExpectClean(text, when):
 
 
 def StrictPrefixRun(binary):
-    server = Server(binary, ["--metrics-prefix", "alignserve_"])
+    server = ServeProcess(binary, ["--metrics-prefix", "alignserve_"])
     try:
         Check(server.wait_ready(), "server not ready:\n" + "\n".join(server.lines[-20:]))
         before_text = Scrape(server)
@@ -180,7 +144,7 @@ def StrictPrefixRun(binary):
 
 
 def VllmPrefixRun(binary):
-    server = Server(binary, [])
+    server = ServeProcess(binary, [])
     try:
         Check(server.wait_ready(), "server not ready:\n" + "\n".join(server.lines[-20:]))
         Post(server, "/v1/completions", {"prompt": "Hi", "max_tokens": 2, "ignore_eos": True})

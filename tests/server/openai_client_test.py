@@ -28,11 +28,7 @@ failure. Needs the venv from scripts/setup_test_python.sh.
 import json
 import math
 import os
-import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 import unittest
 import urllib.request
@@ -41,65 +37,14 @@ import openai
 from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from serve_process import ServeProcess
+
 MAX_MODEL_LEN = 128  # small, so a max_tokens past the context is cheap to run
-READY_TIMEOUT_S = 120
-STOP_TIMEOUT_S = 30
 PARIS_PROMPT = "The capital of France is"
 CHAT_MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 # An open prompt, so sampled choices at temperature 1 spread out.
 STORY_PROMPT = "My favourite thing to do on a Saturday is"
 IGNORE_EOS = {"ignore_eos": True}  # vLLM's extension: exact token counts
-
-
-class Server:
-    """`alignserve serve` as a child process; stderr drained by a thread."""
-
-    def __init__(self, binary):
-        self.binary = binary
-        self.lines = []
-        self.port = None
-        self.model = None
-        self.max_model_len = None
-        self._ready = threading.Event()
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--port", "0", "--max-model-len", str(MAX_MODEL_LEN)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True, errors="replace")
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-            m = re.search(r"ready: model '([^']*)'.*max_model_len (\d+)", line)
-            if m:
-                self.model, self.max_model_len = m.group(1), int(m.group(2))
-                self._ready.set()
-        self._ready.set()  # stderr closed: the process is gone
-
-    def wait_ready(self):
-        self._ready.wait(READY_TIMEOUT_S)
-        return self.port is not None and self.model is not None and self.proc.poll() is None
-
-    def stop(self):
-        """SIGTERM, then the exit code (None if it had to be killed)."""
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            self._reader.join(5)
-
-    def log_tail(self, n=30):
-        return "\n".join(self.lines[-n:])
 
 
 SERVER = None
@@ -453,7 +398,7 @@ def main():
         return 2
     print(f"openai_client_test: openai {openai.__version__}, server {binary}", flush=True)
     t0 = time.monotonic()
-    SERVER = Server(binary)
+    SERVER = ServeProcess(binary, ["--max-model-len", str(MAX_MODEL_LEN)])
     if not SERVER.wait_ready():
         print("openai_client_test: FAIL: the server did not become ready\n" + SERVER.log_tail())
         SERVER.stop()
