@@ -181,8 +181,8 @@ void ArgsPolicy::StartPosition(int64_t leader, PolicyContext& ctx) {
 PolicyResult ArgsPolicy::Finalize(std::span<const SequenceResult> seqs) {
   PolicyResult result;
   int64_t chosen = winner_;
-  for (size_t i = 0; chosen < 0 && i < seqs.size(); ++i) {
-    if (seqs[i].finish_reason != FinishReason::kAbort) chosen = seqs[i].seq_id;
+  if (const std::optional<size_t> first = FirstUnpruned(seqs); chosen < 0 && first) {
+    chosen = seqs[*first].seq_id;
   }
   if (chosen >= 0) result.choices.push_back(chosen);
   double reward_sum = 0;

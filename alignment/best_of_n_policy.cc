@@ -68,9 +68,7 @@ PolicyResult BestOfNPolicy::Finalize(std::span<const SequenceResult> seqs) {
   std::optional<size_t> chosen = options_.lambda.has_value()
                                      ? SoftBestOfN(rewards, *options_.lambda, seed_)
                                      : BestOfN(rewards);
-  for (size_t i = 0; !chosen.has_value() && i < seqs.size(); ++i) {
-    if (seqs[i].finish_reason != FinishReason::kAbort) chosen = i;
-  }
+  if (!chosen.has_value()) chosen = FirstUnpruned(seqs);
   PolicyResult result;
   for (size_t i = 0; i < rewards.size(); ++i) {
     result.report.emplace_back(absl::StrCat("reward_", i), rewards[i]);

@@ -32,6 +32,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "engine/async_engine.h"
 #include "engine/llm_engine.h"
 #include "engine/request_stream.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -167,15 +168,8 @@ Figures Summarize(std::vector<double> micros) {
 void PushToStreams(std::vector<RequestOutput>& outputs,
                    std::vector<std::unique_ptr<RequestStream>>& streams) {
   for (RequestOutput& o : outputs) {
-    StreamEvent e;
-    e.index = o.index;
-    e.token_ids = std::move(o.new_token_ids);
-    e.text = std::move(o.text);
-    e.logprobs = std::move(o.logprobs);
-    e.prompt_logprobs = std::move(o.prompt_logprobs);
-    e.finished = o.finished;
-    e.finish_reason = o.finish_reason;
-    streams[o.request_id]->Push(std::move(e));
+    const int64_t id = o.request_id;
+    streams[id]->Push(ToStreamEvent(std::move(o)));
   }
   // A consumer keeps the queues short; drain them outside the timed region.
 }

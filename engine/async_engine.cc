@@ -140,6 +140,19 @@ void AsyncEngine::AbortAll() {
   ApplyAborts(ids);
 }
 
+StreamEvent ToStreamEvent(RequestOutput&& o) {
+  StreamEvent e;
+  e.index = o.index;
+  e.token_ids = std::move(o.new_token_ids);
+  e.text = std::move(o.text);
+  e.logprobs = std::move(o.logprobs);
+  e.prompt_logprobs = std::move(o.prompt_logprobs);
+  e.finished = o.finished;
+  e.finish_reason = o.finish_reason;
+  e.policy_report = std::move(o.policy_report);
+  return e;
+}
+
 void AsyncEngine::RunStep() {
   absl::StatusOr<std::vector<RequestOutput>> outputs = engine_->Step();
   last_step_failed_ = !outputs.ok();
@@ -152,17 +165,9 @@ void AsyncEngine::RunStep() {
   for (RequestOutput& o : *outputs) {
     auto it = live_.find(o.request_id);
     if (it == live_.end()) continue;
-    StreamEvent e;
-    e.index = o.index;
-    e.token_ids = std::move(o.new_token_ids);
-    e.text = std::move(o.text);
-    e.logprobs = std::move(o.logprobs);
-    e.prompt_logprobs = std::move(o.prompt_logprobs);
-    e.finished = o.finished;
-    e.finish_reason = o.finish_reason;
-    e.policy_report = std::move(o.policy_report);
-    it->second->Push(std::move(e));
-    if (o.finished) live_.erase(it);
+    const bool finished = o.finished;
+    it->second->Push(ToStreamEvent(std::move(o)));
+    if (finished) live_.erase(it);
   }
 }
 

@@ -63,6 +63,9 @@ struct AsyncEngineStats {
   std::chrono::steady_clock::time_point last_step_failure;
 };
 
+// One step's output of a choice as its stream event (what RunStep pushes).
+StreamEvent ToStreamEvent(RequestOutput&& output);
+
 class AsyncEngine {
  public:
   // Takes the engine and starts the engine thread. The engine must be idle

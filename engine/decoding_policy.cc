@@ -48,4 +48,11 @@ std::string_view ToString(TokenDecision decision) {
   return "unknown";
 }
 
+std::optional<size_t> FirstUnpruned(std::span<const SequenceResult> seqs) {
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (seqs[i].finish_reason != FinishReason::kAbort) return i;
+  }
+  return std::nullopt;
+}
+
 }  // namespace alignserve

@@ -101,6 +101,7 @@
 #define ALIGNSERVE_ENGINE_DECODING_POLICY_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -198,6 +199,10 @@ struct SequenceResult {
   std::string_view text;  // the completion, stop strings cut as for a plain request
   FinishReason finish_reason = FinishReason::kNone;
 };
+
+// The index of the first of `seqs` that was not pruned (kAbort), or
+// nullopt: what a policy returns when its own choice is missing.
+std::optional<size_t> FirstUnpruned(std::span<const SequenceResult> seqs);
 
 // Score hook: one request for next-token log-probabilities (see "Score").
 struct ScoreRequest {

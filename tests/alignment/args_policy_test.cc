@@ -15,6 +15,7 @@
 
 #include "alignment/judge_reward_model.h"
 #include "engine/llm_engine.h"
+#include "tests/alignment/judge_test_util.h"
 #include "tests/engine/policy_test_util.h"
 
 namespace alignserve {
@@ -22,6 +23,7 @@ namespace {
 
 using testing::DrainEngine;
 using testing::GreedyParams;
+using testing::Judge;
 using testing::MakeTestEngine;
 using testing::PolicyTestConfig;
 using testing::PromptLogprobsOracle;
@@ -31,15 +33,6 @@ using testing::TestTokenizer;
 using testing::UsedTestBlocks;
 
 const char kPrompt[] = "Give me one tip for staying healthy.";
-
-std::shared_ptr<const JudgeRewardModel> Judge() {
-  static const auto judge = [] {
-    auto j = JudgeRewardModel::Create(&TestTokenizer());
-    REQUIRE(j.ok());
-    return *j;
-  }();
-  return judge;
-}
 
 std::shared_ptr<ArgsPolicy> MakeArgs(int32_t k, double w) {
   ArgsOptions options;

@@ -17,12 +17,14 @@
 #include "alignment/judge_reward_model.h"
 #include "alignment/reward_selection.h"
 #include "engine/llm_engine.h"
+#include "tests/alignment/judge_test_util.h"
 #include "tests/engine/policy_test_util.h"
 
 namespace alignserve {
 namespace {
 
 using testing::DrainEngine;
+using testing::Judge;
 using testing::MakeTestEngine;
 using testing::PolicyTestConfig;
 using testing::PromptLogprobsOracle;
@@ -35,15 +37,6 @@ using testing::UsedTestBlocks;
 constexpr int kN = 4;
 constexpr uint64_t kSeed = 2024;
 const char kPrompt[] = "Give me one tip for staying healthy.";
-
-std::shared_ptr<const JudgeRewardModel> Judge() {
-  static const auto judge = [] {
-    auto j = JudgeRewardModel::Create(&TestTokenizer());
-    REQUIRE(j.ok());
-    return *j;
-  }();
-  return judge;
-}
 
 // Full KV blocks of the default rubric's text before {prompt}: the part
 // every judge prompt shares.

@@ -17,12 +17,14 @@
 #include "alignment/judge_reward_model.h"
 #include "alignment/reward_selection.h"
 #include "engine/llm_engine.h"
+#include "tests/alignment/judge_test_util.h"
 #include "tests/engine/policy_test_util.h"
 
 namespace alignserve {
 namespace {
 
 using testing::DrainEngine;
+using testing::Judge;
 using testing::MakeTestEngine;
 using testing::PolicyTestConfig;
 using testing::PromptLogprobsOracle;
@@ -37,15 +39,6 @@ constexpr int kMaxTokens = 5;  // two full blocks, then one cut by max_tokens
 constexpr int kNumBlocks = 256;
 constexpr uint64_t kSeed = 7;
 const char kPrompt[] = "Give me one tip for staying healthy.";
-
-std::shared_ptr<const JudgeRewardModel> Judge() {
-  static const auto judge = [] {
-    auto j = JudgeRewardModel::Create(&TestTokenizer());
-    REQUIRE(j.ok());
-    return *j;
-  }();
-  return judge;
-}
 
 double OracleReward(const std::string& response) {
   const std::vector<int32_t> verdicts = {TestEncode(" Yes").at(0), TestEncode(" No").at(0)};
