@@ -70,9 +70,4 @@ void DecodeGraphs::Add(const Shape& shape, std::unique_ptr<DeviceGraph> graph) {
   graphs_[std::make_pair(shape.batch, shape.width)] = std::move(graph);
 }
 
-void DecodeGraphs::Disable() {
-  graphs_.clear();
-  max_batch_ = 0;
-}
-
 }  // namespace alignserve

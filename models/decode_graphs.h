@@ -65,9 +65,6 @@ class DecodeGraphs {
   // than the graphs were captured under drops them all.
   DeviceGraph* Find(const Shape& shape, const Epoch& epoch);
   void Add(const Shape& shape, std::unique_ptr<DeviceGraph> graph);
-  // After a failed capture: no more graphs (the caller runs every step
-  // directly from then on).
-  void Disable();
   size_t size() const { return graphs_.size(); }
 
  private:

@@ -269,7 +269,6 @@ absl::Status LlamaModel::ForwardGraph(const BatchLayout& layout, KvCache& cache,
                  "alignserve: CUDA graph capture failed (%s); running decode steps "
                  "op by op from now on\n",
                  std::string(captured.message()).c_str());
-    graphs_->Disable();
     graphs_.reset();
   }
   return absl::OkStatus();

@@ -35,7 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase)
 
-from serve_process import ServeProcess
+from serve_process import ServeProcess, finish_run
 
 RPC_TIMEOUT_S = 60
 SERVICE = "alignserve.v1.AlignServe"
@@ -237,21 +237,7 @@ def main():
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
 
     CHANNEL.close()
-    crashed = SERVER.proc.poll() is not None
-    code = SERVER.stop()
-    ok = result.wasSuccessful()
-    if crashed:
-        print(f"grpc_client_test: FAIL: the server exited during the tests ({code})")
-        ok = False
-    elif code != 0:
-        print(f"grpc_client_test: FAIL: SIGTERM gave exit code {code}, want 0")
-        ok = False
-    if not ok:
-        print("--- server stderr (tail) ---\n" + SERVER.log_tail())
-    print(f"grpc_client_test: {'PASS' if ok else 'FAIL'} ({result.testsRun} tests, "
-          f"{len(result.failures)} failures, {len(result.errors)} errors, exit code {code}) "
-          f"in {time.monotonic() - t0:.1f} s")
-    return 0 if ok else 1
+    return finish_run("grpc_client_test", result, SERVER, t0)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import openai
 from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from serve_process import ServeProcess
+from serve_process import ServeProcess, finish_run
 
 MAX_MODEL_LEN = 128  # small, so a max_tokens past the context is cheap to run
 PARIS_PROMPT = "The capital of France is"
@@ -416,21 +416,7 @@ def main():
         suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(case))
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
 
-    crashed = SERVER.proc.poll() is not None
-    code = SERVER.stop()
-    ok = result.wasSuccessful()
-    if crashed:
-        print(f"openai_client_test: FAIL: the server exited during the tests ({code})")
-        ok = False
-    elif code != 0:
-        print(f"openai_client_test: FAIL: SIGTERM gave exit code {code}, want 0")
-        ok = False
-    if not ok:
-        print("--- server stderr (tail) ---\n" + SERVER.log_tail())
-    print(f"openai_client_test: {'PASS' if ok else 'FAIL'} ({result.testsRun} tests, "
-          f"{len(result.failures)} failures, {len(result.errors)} errors, exit code {code}) "
-          f"in {time.monotonic() - t0:.1f} s")
-    return 0 if ok else 1
+    return finish_run("openai_client_test", result, SERVER, t0)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 
 READY_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
@@ -72,3 +73,24 @@ class ServeProcess:
 
     def log_tail(self, n=30):
         return "\n".join(self.lines[-n:])
+
+
+def finish_run(name, result, server, started):
+    """Stops `server` after a unittest run and prints the one-line verdict:
+    FAIL if a test failed, the server died during the run, or SIGTERM did
+    not give exit code 0. Returns the process exit code for the test."""
+    crashed = server.proc.poll() is not None
+    code = server.stop()
+    ok = result.wasSuccessful()
+    if crashed:
+        print(f"{name}: FAIL: the server exited during the tests ({code})")
+        ok = False
+    elif code != 0:
+        print(f"{name}: FAIL: SIGTERM gave exit code {code}, want 0")
+        ok = False
+    if not ok:
+        print("--- server stderr (tail) ---\n" + server.log_tail())
+    print(f"{name}: {'PASS' if ok else 'FAIL'} ({result.testsRun} tests, "
+          f"{len(result.failures)} failures, {len(result.errors)} errors, exit code {code}) "
+          f"in {time.monotonic() - started:.1f} s")
+    return 0 if ok else 1
