@@ -61,7 +61,8 @@ absl::Status LlamaModel::EnsureScratch(int64_t tokens, int64_t logits_rows) {
   const DType act = backend_.activation_dtype();
   // Per-token activations have `tokens` rows; the sampled rows' tensors
   // (final norm, logits, argmax, hidden) only `logits_rows`: a long prefill
-  // chunk samples one row, so its logits stay one vocabulary row wide.
+  // chunk samples one row, so its logits stay one row of logits_size() wide
+  // (the vocabulary, or a classifier's labels).
   struct Slot {
     Tensor* tensor;
     int64_t rows;
@@ -80,7 +81,7 @@ absl::Status LlamaModel::EnsureScratch(int64_t tokens, int64_t logits_rows) {
       {&s.up, tokens, c.intermediate_size, act},
       {&s.act, tokens, c.intermediate_size, act},
       {&s.last, logits_rows, c.hidden_size, act},
-      {&s.logits, logits_rows, c.vocab_size, DType::kF32},
+      {&s.logits, logits_rows, c.logits_size(), DType::kF32},
       {&s.argmax, logits_rows, 1, DType::kI32},
       {&s.hidden, logits_rows, c.hidden_size, DType::kF32},
   };
@@ -175,7 +176,8 @@ absl::Status LlamaModel::RunDevice(const DeviceBatch& batch, KvCache& cache, int
     RETURN_IF_ERROR(Layer(batch, cache, layer, x));
   }
   RETURN_IF_ERROR(backend_.Add(residual, proj));
-  // Only the sampled rows go through the final norm and the vocabulary head.
+  // Only the sampled rows go through the final norm and the output head (the
+  // vocabulary, or a classifier's scores).
   // Logits and hidden states are f32 whatever the activation dtype.
   Tensor last = Rows(s.last, rows), logits = Rows(s.logits, rows);
   Tensor hidden = Rows(s.hidden, rows), argmax = Rows(s.argmax, rows);
@@ -276,12 +278,12 @@ absl::Status LlamaModel::ForwardGraph(const BatchLayout& layout, KvCache& cache,
 
 absl::Status LlamaModel::CopyLogitsRows(const Tensor& logits, std::span<const uint8_t> wanted,
                                         ForwardOutput& out) {
-  const int64_t rows = logits.rows(), vocab = logits.cols();
+  const int64_t rows = logits.rows(), width = logits.cols();
   out.has_logits.assign(rows, 1);
   if (!wanted.empty()) {
     for (int64_t r = 0; r < rows; ++r) out.has_logits[r] = wanted[r] != 0;
   }
-  out.logits.resize(static_cast<size_t>(rows) * vocab);
+  out.logits.resize(static_cast<size_t>(rows) * width);
   // One copy per run of consecutive wanted rows.
   for (int64_t r = 0; r < rows;) {
     if (!out.has_logits[r]) {
@@ -290,9 +292,9 @@ absl::Status LlamaModel::CopyLogitsRows(const Tensor& logits, std::span<const ui
     }
     int64_t end = r + 1;
     while (end < rows && out.has_logits[end]) ++end;
-    RETURN_IF_ERROR(backend_.CopyToHost(out.logits.data() + r * vocab,
-                                        logits.as<float>() + r * vocab,
-                                        static_cast<size_t>(end - r) * vocab * sizeof(float)));
+    RETURN_IF_ERROR(backend_.CopyToHost(out.logits.data() + r * width,
+                                        logits.as<float>() + r * width,
+                                        static_cast<size_t>(end - r) * width * sizeof(float)));
     r = end;
   }
   return absl::OkStatus();

@@ -3,6 +3,9 @@
 // Per layer: RMSNorm -> Q/K/V projections (+ bias for Qwen2) -> rope ->
 // write K/V to the paged cache -> paged attention (GQA) -> output
 // projection -> residual add fused with the next RMSNorm -> SiLU-gated MLP.
+// The sampled rows then go through the final norm and the output head:
+// lm_head (vocabulary logits) or, for a sequence classifier, score.weight
+// (config().num_labels scores per row).
 // Activations live in per-model scratch buffers that grow to the largest
 // step seen and are then reused (no allocation in steady-state decode).
 // On backends with graphs, decode steps replay a CUDA graph captured per

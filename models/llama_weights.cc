@@ -91,6 +91,25 @@ absl::Status LoadLayer(WeightLoader& load, const ModelConfig& c, int i, LayerWei
   return absl::OkStatus();
 }
 
+// The output projection. A sequence classifier's score head is required:
+// falling back to the tied embedding would give vocabulary-wide rows.
+absl::StatusOr<Tensor> LoadHead(WeightLoader& load, const ModelConfig& c, LlamaWeights& w) {
+  if (c.num_labels > 0) {
+    absl::StatusOr<Tensor> score = load.Matrix("score.weight", c.num_labels, c.hidden_size);
+    if (!score.ok()) {
+      return absl::Status(score.status().code(),
+                          absl::StrCat(score.status().message(), " (the score head of a ",
+                                       c.num_labels, "-label sequence classifier)"));
+    }
+    return score;
+  }
+  if (c.tie_word_embeddings || !load.Has("lm_head.weight")) {
+    w.weight_bytes += w.token_embedding.bytes();
+    return w.token_embedding;
+  }
+  return load.Matrix("lm_head.weight", c.vocab_size, c.hidden_size);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LlamaWeights>> LoadLlamaWeights(const WeightSource& source,
@@ -103,12 +122,7 @@ absl::StatusOr<std::unique_ptr<LlamaWeights>> LoadLlamaWeights(const WeightSourc
   w->layers.resize(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) RETURN_IF_ERROR(LoadLayer(load, c, i, w->layers[i]));
   ASSIGN_OR_RETURN(w->final_norm, load.Vector("model.norm.weight", c.hidden_size));
-  if (c.tie_word_embeddings || !load.Has("lm_head.weight")) {
-    w->lm_head = w->token_embedding;
-    w->weight_bytes += w->lm_head.bytes();
-  } else {
-    ASSIGN_OR_RETURN(w->lm_head, load.Matrix("lm_head.weight", c.vocab_size, c.hidden_size));
-  }
+  ASSIGN_OR_RETURN(w->lm_head, LoadHead(load, c, *w));
   if (std::optional<Tensor> freqs = source.Find("rope_freqs.weight")) {
     if (freqs->dtype != DType::kF32 || freqs->elements() != c.rope.rotary_dim / 2) {
       return absl::InvalidArgumentError(

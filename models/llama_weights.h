@@ -34,8 +34,10 @@ struct LayerWeights {
 struct LlamaWeights {
   Tensor token_embedding;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
-  Tensor final_norm;                      // f32 [hidden]
-  Tensor lm_head;                         // [vocab, hidden]; the embedding when tied
+  Tensor final_norm;  // f32 [hidden]
+  // [config.logits_size(), hidden]: lm_head.weight, the embedding when tied,
+  // or a sequence classifier's score.weight [num_labels, hidden].
+  Tensor lm_head;
   std::vector<float> rope_freq_divisors;  // GGUF rope_freqs.weight, or empty
   size_t weight_bytes = 0;                // bytes of every matrix the forward pass reads
 

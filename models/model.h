@@ -1,12 +1,14 @@
-// Model: a causal language model that runs one flattened batch step on a
+// Model: a causal language model (or a sequence classifier on the same
+// decoder, such as a reward model) that runs one flattened batch step on a
 // Backend, reading and extending a paged KV cache.
 //
 // Forward computes the logits of the rows named by layout.logits_indices
 // (the last token of each sequence that samples this step) and their argmax
-// on the device. Only the rows the caller asks for (ForwardOptions) travel
-// to the host whole: a greedy row needs just its argmax. Optionally the
-// final hidden states of the same rows (reward heads, policies that read
-// them).
+// on the device. Each row is config().logits_size() wide: next-token logits
+// over the vocabulary, or a classifier's num_labels scores. Only the rows
+// the caller asks for (ForwardOptions) travel to the host whole: a greedy
+// row needs just its argmax. Optionally the final hidden states of the same
+// rows (reward heads, policies that read them).
 // Thread-safety: one thread drives a model (the engine thread).
 #ifndef ALIGNSERVE_MODELS_MODEL_H_
 #define ALIGNSERVE_MODELS_MODEL_H_
@@ -32,15 +34,16 @@ struct ForwardOptions {
 
 struct ForwardOutput {
   int num_rows = 0;
-  // [num_rows, vocab_size]; only the rows asked for are written (the others
-  // hold stale values and must not be read).
+  // [num_rows, config().logits_size()]; only the rows asked for are written
+  // (the others hold stale values and must not be read).
   std::vector<float> logits;
   std::vector<uint8_t> has_logits;  // [num_rows] 1 where logits holds the row
   std::vector<int32_t> argmax;      // [num_rows] lowest id of each row's maximum
   std::vector<float> hidden;        // [num_rows, hidden_size] when asked for, else empty
 
-  const float* row(int i, int vocab_size) const {
-    return logits.data() + static_cast<size_t>(i) * vocab_size;
+  // `width`: config().logits_size().
+  const float* row(int i, int width) const {
+    return logits.data() + static_cast<size_t>(i) * width;
   }
 };
 

@@ -49,6 +49,7 @@ absl::Status ModelConfig::Validate(const std::string& source) const {
     return Invalid(source, "rms_norm_eps, rope theta and rope factor must be positive");
   }
   if (max_position_embeddings <= 0) return Invalid(source, "context length must be positive");
+  if (num_labels < 0) return Invalid(source, "num_labels must not be negative");
   return absl::OkStatus();
 }
 
@@ -171,6 +172,33 @@ absl::Status ParseHfRope(const nlohmann::json& j, const std::string& source, Rop
   return absl::OkStatus();
 }
 
+// The output head, from the first entry of `architectures`: *ForCausalLM
+// (or no architecture named) is the vocabulary head; *ForSequenceClassification
+// is a score head of `num_labels` outputs (else the length of `id2label`,
+// else HF's default of 2). Other heads would load as a causal LM that
+// silently ties the embedding, so they are refused.
+absl::Status ParseHfHead(const nlohmann::json& j, const std::string& source, ModelConfig& c) {
+  std::string arch;
+  if (auto it = j.find("architectures");
+      it != j.end() && it->is_array() && !it->empty() && it->front().is_string()) {
+    arch = it->front().get<std::string>();
+  }
+  if (arch.ends_with("ForSequenceClassification")) {
+    int labels = 2;
+    if (auto it = j.find("id2label"); it != j.end() && it->is_object() && !it->empty()) {
+      labels = static_cast<int>(it->size());
+    }
+    ASSIGN_OR_RETURN(c.num_labels, JsonInt(j, "num_labels", labels, source));
+    return absl::OkStatus();
+  }
+  if (arch.find("For") != std::string::npos && !arch.ends_with("ForCausalLM")) {
+    return Invalid(source, absl::StrCat("architecture '", arch,
+                                        "' is not supported (*ForCausalLM, "
+                                        "*ForSequenceClassification)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ModelConfig> ConfigFromHfJson(const nlohmann::json& j, const std::string& source) {
@@ -198,6 +226,7 @@ absl::StatusOr<ModelConfig> ConfigFromHfJson(const nlohmann::json& j, const std:
   c.rope.rotary_dim = c.head_dim;
   c.rope.interleaved = false;
   RETURN_IF_ERROR(ParseHfRope(j, source, c.rope));
+  RETURN_IF_ERROR(ParseHfHead(j, source, c));
   RETURN_IF_ERROR(c.Validate(source));
   return c;
 }

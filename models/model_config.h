@@ -3,6 +3,9 @@
 // from a Hugging Face config.json. One forward pass serves them all; the
 // differences are data: GQA head counts, QKV bias (Qwen2), tied embeddings,
 // RMSNorm epsilon, rope theta and scaling, and the rope pairing convention.
+// The output head is data too: a causal LM projects to the vocabulary, a
+// sequence classifier (HF *ForSequenceClassification: reward models such as
+// Skywork-Reward) to num_labels scores.
 // Thread-safety: a plain value.
 #ifndef ALIGNSERVE_MODELS_MODEL_CONFIG_H_
 #define ALIGNSERVE_MODELS_MODEL_CONFIG_H_
@@ -32,7 +35,7 @@ struct RopeConfig {
 
 struct ModelConfig {
   std::string architecture;  // "llama", "mistral", "qwen2"
-  int vocab_size = 0;
+  int vocab_size = 0;        // rows of the token embedding; token ids are below it
   int hidden_size = 0;
   int intermediate_size = 0;
   int num_layers = 0;
@@ -44,6 +47,13 @@ struct ModelConfig {
   bool attention_bias = false;  // QKV projections carry a bias (Qwen2)
   bool tie_word_embeddings = false;
   RopeConfig rope;
+  // Scores of a sequence classifier's head (score.weight [num_labels,
+  // hidden]); 0: a causal LM whose head projects to the vocabulary.
+  int num_labels = 0;
+
+  // The width of every logits row Model::Forward returns: the vocabulary of
+  // a causal LM, the labels of a sequence classifier.
+  int logits_size() const { return num_labels > 0 ? num_labels : vocab_size; }
 
   // Checks the shapes fit together (heads divide, dims positive, ...).
   absl::Status Validate(const std::string& source) const;

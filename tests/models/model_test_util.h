@@ -6,13 +6,12 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "models/model.h"
 
@@ -36,12 +35,12 @@ inline std::vector<int32_t> ShuffledBlocks(int count, int num_blocks, uint32_t s
 }
 
 // Runs `ids` as chunks of `chunk` tokens (the whole sequence when chunk <= 0)
-// and returns the logits of every position, [ids.size() * vocab].
+// and returns the logits of every position, [ids.size() * logits_size].
 inline absl::StatusOr<std::vector<float>> AllPositionLogits(Model& model, KvCache& cache,
                                                             const std::vector<int32_t>& ids,
                                                             const std::vector<int32_t>& blocks,
                                                             int chunk = 0) {
-  const int vocab = model.config().vocab_size;
+  const int width = model.config().logits_size();
   const int bs = cache.spec().block_size;
   std::vector<float> all;
   const int n = static_cast<int>(ids.size());
@@ -49,14 +48,14 @@ inline absl::StatusOr<std::vector<float>> AllPositionLogits(Model& model, KvCach
   for (int start = 0; start < n; start += chunk) {
     const int len = std::min(chunk, n - start);
     BatchLayout layout;
-    layout.AddSequence(std::vector<int32_t>(ids.begin() + start, ids.begin() + start + len),
-                       start, blocks, bs, false);
+    layout.AddSequence(std::vector<int32_t>(ids.begin() + start, ids.begin() + start + len), start,
+                       blocks, bs, false);
     for (int i = 0; i < len; ++i) layout.logits_indices.push_back(i);
     layout.Finish();
     ForwardOutput out;
     absl::Status s = model.Forward(layout, cache, false, out);
     if (!s.ok()) return s;
-    all.insert(all.end(), out.logits.begin(), out.logits.begin() + len * vocab);
+    all.insert(all.end(), out.logits.begin(), out.logits.begin() + len * width);
   }
   return all;
 }

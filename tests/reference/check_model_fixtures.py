@@ -6,7 +6,8 @@ safetensors, or the raw GGUF) and compares with the stored logits.
 It shares no code with transformers, so it checks that the fixtures follow
 from the files plus the documented conventions (RMSNorm, SiLU-gated MLP, GQA,
 rotate-half RoPE for HF checkpoints, llama3 frequency scaling, tied
-embeddings, and adjacent-pair RoPE on the raw permuted GGUF Q/K rows). Run
+embeddings, the score head of sequence classifiers, and adjacent-pair RoPE on
+the raw permuted GGUF Q/K rows). Run
 from the repository root:
 
   /root/.cache/alignserve/refvenv/bin/python tests/reference/check_model_fixtures.py
@@ -64,7 +65,8 @@ def rms(x, w, eps):
 
 
 def forward(w, cfg, ids, adjacent=False):
-    """w: name -> float64 array in HF naming; returns [n, vocab] logits."""
+    """w: name -> float64 array in HF naming; returns [n, vocab] logits, or
+    [n, num_labels] scores for a sequence classifier (score.weight)."""
     nh, nkv = cfg["heads"], cfg["kv_heads"]
     d, eps, fr = cfg["head_dim"], cfg["eps"], cfg["inv_freq"]
     x = w["model.embed_tokens.weight"][ids]
@@ -91,6 +93,8 @@ def forward(w, cfg, ids, adjacent=False):
         x = x + lin(g / (1 + np.exp(-g)) * lin(h, "mlp.up_proj"),
                     "mlp.down_proj")
     x = rms(x, w["model.norm.weight"], eps)
+    if "score.weight" in w:
+        return x @ w["score.weight"].T
     head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
     return x @ head.T
 
@@ -137,6 +141,21 @@ def check_tiny(data_dir, name):
     print(f"{name}: max |numpy f64 - fixture| = {worst:.3g}, "
           f"inv_freq rel err {freq_err:.2g}, greedy match {greedy_ok}")
     return worst < 1e-4 and greedy_ok
+
+
+def check_scores(data_dir, name):
+    with open(os.path.join(data_dir, f"{name}_scores.json")) as f:
+        fx = json.load(f)
+    w, cfg = load_hf(os.path.join(data_dir, fx["checkpoint_dir"]))
+    assert "lm_head.weight" not in w, name
+    assert w["score.weight"].shape[0] == fx["num_labels"], name
+    worst = 0.0
+    for s in fx["sequences"]:
+        got = forward(w, cfg, s["ids"])
+        worst = max(worst, float(np.abs(got - np.array(s["rows"])).max()))
+        assert s["score"] == s["rows"][-1], name
+    print(f"{name}: max |numpy f64 - fixture| = {worst:.3g}")
+    return worst < 1e-4
 
 
 def llamacpp_unpermute(w, n_head):
@@ -207,6 +226,8 @@ def main():
     args = ap.parse_args()
     ok = all([check_tiny(args.data, n)
               for n in ("tiny_llama3", "tiny_qwen2", "tiny_mistral")])
+    ok = all([check_scores(args.data, n)
+              for n in ("tiny_llama3_reward", "tiny_qwen2_classifier3")]) and ok
     ok = check_smollm2(args.data, args.gguf) and ok
     print("ALL OK" if ok else "MISMATCH")
     sys.exit(0 if ok else 1)

@@ -93,6 +93,8 @@ def init_weights(model, seed, overrides=None):
             v = std["embed"] * torch.randn(p.shape, generator=g)
         elif name.startswith("lm_head"):
             v = std["lm_head"] * torch.randn(p.shape, generator=g)
+        elif name.startswith("score"):   # sequence classifiers (reward models)
+            v = std["score"] * torch.randn(p.shape, generator=g)
         elif name.endswith(".weight") and p.dim() == 2:
             v = std["linear"] * torch.randn(p.shape, generator=g)
         else:
