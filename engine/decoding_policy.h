@@ -54,21 +54,29 @@
 // still steps (an empty step runs OnStep only), so a policy waiting on
 // asynchronous scores is polled every engine iteration.
 //
-// Score (DESIGN.md hook 5): ctx.Score(request) asks the served model for
-// its next-token log-probabilities after request.prompt_token_ids (a judge
-// prompt: a rubric filled with a prompt and a response), at the ids in
-// request.token_ids (e.g. "Yes" and "No"). It returns a score id at once
-// and only queues: the engine adds an internal scoring request before the
-// next Schedule (after that step's OnScores and OnStep, never re-entrantly
+// Score (DESIGN.md hook 5): ctx.Score(request) asks a model for its
+// next-token row after request.prompt_token_ids (a judge prompt: a rubric
+// filled with a prompt and a response; or a reward model's chat), at the
+// ids in request.token_ids (e.g. "Yes" and "No"; label 0 of a score head),
+// as log-probabilities or raw logits. It returns a score id at once and only
+// queues: the engine adds an internal scoring request before the next
+// Schedule (after that step's OnScores and OnStep, never re-entrantly
 // inside a hook; a call from OnStep runs in the same step). It runs as an
 // ordinary engine request (a prefill and one sample, max_tokens 1, greedy,
 // the owner's priority and cache_salt) batched with everyone's decodes; its
 // prompt blocks go through the prefix cache, so a rubric opening computed
-// in an earlier step is not computed again (requests prefilled in the same
-// step each compute theirs). Its result comes back through OnScores at the
-// start of the step after the one that ran it. Scoring requests produce no
-// RequestOutput, take no engine seed, and are aborted (blocks freed at
-// once) with their owner. They count in Scheduler::num_unfinished_requests.
+// in an earlier step is not computed again, and of scoring requests added
+// in one step that share leading blocks only the first is admitted that
+// step, the others next (Scheduler "same-step prefix sharing"). Its result
+// comes back through OnScores at the start of the step after the one that
+// ran it. Scoring requests produce no RequestOutput, take no engine seed,
+// and are aborted (blocks freed at once) with their owner. They count in
+// Scheduler::num_unfinished_requests.
+// Scorers: request.scorer k >= 1 sends it to the k-th engine attached with
+// LlmEngine::AttachScorer (another model: a score-head reward model or a
+// second judge, with its own KV pool). This engine steps its scorers after
+// its own forward pass in every step, so the contract above holds the same
+// (results at the start of the next step).
 // A policy waiting on a score usually pauses the sequences concerned (and
 // resumes them in OnScores). A group whose sequences have all finished is
 // finalized only once none of its scores is queued, running or undelivered:
@@ -148,9 +156,13 @@ struct LogitsView {
   // every logprob reported for this token read the row as left here.
   std::span<float> logits;
   // Set to a token id in [0, vocab_size) to append it without sampling
-  // (the stop checker still sees it). -1: sample. At a request's first
-  // sample the expand children still draw from the row.
+  // (the stop checker still sees it). -1: sample.
   int32_t force_token = -1;
+  // At a request's first sample only (else empty): [spec.num_sequences - 1]
+  // the tokens of the expand children, child i at [i - 1]; each -1 (the
+  // default) draws from the row with its own seed, an id forces it (ARGS
+  // scores its first position's top k this way).
+  std::span<int32_t> expand_tokens;
 };
 
 enum class TokenDecision {
@@ -204,14 +216,26 @@ struct SequenceResult {
 // nullopt: what a policy returns when its own choice is missing.
 std::optional<size_t> FirstUnpruned(std::span<const SequenceResult> seqs);
 
-// Score hook: one request for next-token log-probabilities (see "Score").
+// Score hook: one request for the next-token row after a prompt (see "Score").
 struct ScoreRequest {
   static constexpr int kMaxTokenIds = 64;
+  // What ScoreResult::values holds at each of token_ids.
+  enum class Output {
+    kLogprobs,  // log-softmax of the row (a judge: logprob("Yes"), logprob("No"))
+    kLogits,    // the raw row (a score head: its label logits are the rewards)
+  };
   // The whole scoring prompt (e.g. a filled judge rubric), token ids in the
-  // vocabulary; with one token to sample it must fit max_model_len.
+  // scoring model's vocabulary; with one token to sample it must fit that
+  // model's max_model_len.
   std::vector<int32_t> prompt_token_ids;
-  // [1, kMaxTokenIds] ids whose log-probabilities to return.
+  // [1, kMaxTokenIds] indices into the row (token ids for a judge; label
+  // indices for a score head) whose values to return.
   std::vector<int32_t> token_ids;
+  Output output = Output::kLogprobs;
+  // The engine that scores: 0 = the one the policy runs on (the served
+  // model); k >= 1 = the k-th scorer attached to it (LlmEngine::
+  // AttachScorer: a reward model with its own weights and KV pool).
+  int scorer = 0;
 };
 
 struct ScoreResult {
@@ -219,11 +243,11 @@ struct ScoreResult {
   // OK, or why no score came (the scoring request could not be admitted, or
   // was aborted, e.g. by a failed forward pass).
   absl::Status status;
-  // [token_ids.size()] when OK: log-softmax of the raw logits row that
-  // follows the prompt (logprobs.h: before bias, penalties, temperature), at
-  // each requested id, in request order.
-  std::vector<float> logprobs;
-  int64_t step = -1;  // the engine step whose forward pass computed it
+  // [token_ids.size()] when OK, in request order: per ScoreRequest::output,
+  // the log-softmax of the raw logits row that follows the prompt
+  // (logprobs.h: before bias, penalties, temperature) or that raw row.
+  std::vector<float> values;
+  int64_t step = -1;  // the scoring engine's step whose forward pass computed it
 };
 
 struct PolicyResult {
@@ -262,9 +286,10 @@ class PolicyContext {
   virtual uint64_t seed() const { return 0; }
   // Queues a scoring request (see "Score"); allowed in every hook, also
   // OnLogits, and while the group has finished. Returns the id OnScores
-  // reports. InvalidArgument: an empty prompt, an id outside the
-  // vocabulary, token_ids empty or over kMaxTokenIds, a prompt too long for
-  // the context. Unimplemented in contexts without an engine behind them.
+  // reports. InvalidArgument: no such scorer, an empty prompt, a
+  // prompt id outside the scorer's vocabulary or a token id outside its
+  // logits row, token_ids empty or over kMaxTokenIds, a prompt too long for
+  // the scorer's context. Unimplemented in contexts without an engine.
   virtual absl::StatusOr<int64_t> Score(ScoreRequest request) {
     return absl::UnimplementedError("this PolicyContext cannot score");
   }

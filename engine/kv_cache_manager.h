@@ -35,8 +35,9 @@ class KvCacheManager {
 
   // Tokens a sequence holding no blocks would take from the prefix cache:
   // whole cached blocks, stopping short of its last token so that one is
-  // always computed and yields logits. 0 if caching is off or the sequence
-  // holds blocks. Changes no pool state (it may extend the sequence's hashes).
+  // always computed and yields logits. 0 if caching is off, the sequence
+  // holds blocks, or its request asks for prompt logprobs (every prompt
+  // position's logits are computed). Changes no pool state (it may extend the sequence's hashes).
   int32_t NumCachedPrefixTokens(Sequence& seq);
 
   // Reserves K/V slots for the next num_new_tokens uncomputed tokens of seq,

@@ -105,8 +105,7 @@ LlmEngine::SeqState LlmEngine::NewState(const Sequence& seq, int index, uint64_t
   s.stop = std::make_unique<StopChecker>(p, text_.stop_token_ids, seq.num_prompt_tokens(),
                                          scheduler_->config().max_sequence_len());
   if (text_.tokenizer != nullptr) {
-    s.detok =
-        std::make_unique<IncrementalDetokenizer>(*text_.tokenizer, p.skip_special_tokens);
+    s.detok = std::make_unique<IncrementalDetokenizer>(*text_.tokenizer, p.skip_special_tokens);
   }
   if (!policies_.empty()) {
     const auto entry = policies_.find(seq.request_id());
@@ -180,7 +179,7 @@ void LlmEngine::CollectPromptLogprobs(const ScheduledSequence& s, const ForwardO
   if (seq == nullptr) return;
   SeqState& state = StateFor(*seq);
   const int k = *seq->group().params().sampling.prompt_logprobs;
-  const int vocab = model_.config().vocab_size;
+  const int vocab = model_.config().logits_size();
   for (int i = 0; i < s.num_tokens(); ++i) {
     const int32_t p = s.start_pos + i;
     // Row i predicts the token at p + 1; only prompt tokens, each once.
@@ -218,7 +217,7 @@ void LlmEngine::HostLogitsRows(const StepPlan& plan, std::vector<uint8_t>& rows)
 
 void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, StepOutput& step_out,
                                std::vector<RequestOutput>& outputs, StepRecord& record) {
-  const int vocab = model_.config().vocab_size;
+  const int vocab = model_.config().logits_size();
   // Scratch kept across steps (no allocation in a steady decode).
   std::vector<const Sequence*>& sampled = scratch_.sampled;
   std::vector<int>& sample_rows = scratch_.sample_rows;  // the logits row of each
@@ -250,6 +249,7 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
     // token forced by a policy takes no draw of its own.
     const int draws = state.fork_pending ? ExpandCount(state, *seq) : 1;
     for (int i = Forced(state) ? 1 : 0; i < draws; ++i) {
+      if (ExpandForced(state, i)) continue;
       rows.push_back(SamplingRow{ModelRunner::Row(out, row, vocab), &seq->group().params().sampling,
                                  prompt, seq->output_token_ids(),
                                  state.seed + static_cast<uint64_t>(i)});
@@ -286,6 +286,7 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
     if (state.fork_pending) {
       state.fork_pending = false;
       record.forks.push_back(EmitForks(*seq, state, row, results, r, so, outputs, record));
+      if (state.policy != nullptr) state.policy->expand_tokens.clear();
     }
     step_out.outputs.push_back(std::move(so));
   }
@@ -301,20 +302,23 @@ LlmEngine::ForkRecord LlmEngine::EmitForks(const Sequence& seq, const SeqState& 
   const bool logprobs = seq.group().params().sampling.logprobs.has_value();
   const int n = ExpandCount(parent, seq);
   for (int i = 1; i < n; ++i) {
-    const SampleResult& drawn = results[r++];
+    // Only a policy forces expand tokens (LogitsView::expand_tokens).
+    const bool forced = ExpandForced(parent, i);
+    const SampleResult* drawn = forced ? nullptr : &results[r++];
+    const int32_t token = forced ? parent.policy->expand_tokens[i - 1] : drawn->token;
     fork.children.push_back(NewState(seq, i, parent.seed + static_cast<uint64_t>(i)));
     SeqState& child = fork.children.back();
     FinishReason decision = FinishReason::kNone;
     if (fork.policy) {
-      EmitPolicyToken(child, drawn.token, row, &drawn, decision);
+      EmitPolicyToken(child, token, row, drawn, decision);
     } else {
       fork.output_rows.push_back(outputs.size());
-      outputs.push_back(Emit(child, drawn.token, decision));
-      if (logprobs) outputs.back().logprobs.push_back(drawn.logprobs);
+      outputs.push_back(Emit(child, token, decision));
+      if (logprobs) outputs.back().logprobs.push_back(drawn->logprobs);
       record.output_seqs.push_back(nullptr);
     }
     child.deferred_finish = decision;  // settled in FinishOutputs
-    so.fork_tokens.push_back(drawn.token);
+    so.fork_tokens.push_back(token);
   }
   return fork;
 }
@@ -390,6 +394,7 @@ absl::StatusOr<std::vector<RequestOutput>> LlmEngine::Step() {
   MarkPromptLogprobs(plan);
   if (!plan.empty()) RETURN_IF_ERROR(RunPlan(plan, outputs));
   scheduler_->Recycle(std::move(plan));
+  if (!scorers_.empty()) StepScorers();
   if (!policies_.empty()) EndPolicyStep(outputs);
   return outputs;
 }
@@ -448,6 +453,8 @@ EngineStats LlmEngine::stats() const {
   s.num_free_blocks = scheduler_->kv_cache().NumFreeBlocks();
   s.num_total_blocks = scheduler_->kv_cache().num_blocks();
   s.num_unfinished_requests = scheduler_->num_unfinished_requests();
+  s.num_pruned_sequences = num_pruned_sequences_;
+  s.pruned_blocks_freed = pruned_blocks_freed_;
   return s;
 }
 

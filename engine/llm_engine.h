@@ -36,7 +36,10 @@
 // sequence, and nothing at all while no policy request is live. The policy
 // glue lives in llm_engine_policy.cc. Its Score hook runs internal requests
 // (negative ids, each with an internal one-sample policy) through this same
-// path; they stream nothing and die with their owner.
+// path; they stream nothing and die with their owner. Scoring requests
+// addressed to another model go to a scorer: an LlmEngine of that model,
+// attached with AttachScorer and stepped by this one on its thread, whose
+// internal requests carry the owner's score ids (SubmitScore).
 // A policy group whose sequences all finished while scores it asked for are
 // outstanding waits in policy_finished_ (HasUnfinished stays true) and is
 // finalized once they are delivered.
@@ -119,6 +122,11 @@ struct EngineStats {
   int32_t num_free_blocks = 0;  // allocatable now (free + evictable)
   int32_t num_total_blocks = 0;
   int32_t num_unfinished_requests = 0;
+  // Sequences a policy pruned (ctx.Abort / TokenDecision::kAbort), and the
+  // KV blocks that became allocatable when they did (blocks still shared
+  // with a sibling are not counted).
+  int64_t num_pruned_sequences = 0;
+  int64_t pruned_blocks_freed = 0;
 };
 
 class LlmEngine {
@@ -161,7 +169,33 @@ class LlmEngine {
   // unknown or finished request.
   absl::Status Abort(int64_t request_id);
 
+  // Scorers (see decoding_policy.h "Scorers"): attaches an engine of
+  // another model that runs the scoring requests policies address to it
+  // (ScoreRequest::scorer = the returned index, from 1). This engine owns
+  // and steps it; it must serve no requests of its own.
+  int AttachScorer(std::unique_ptr<LlmEngine> scorer);
+  int num_scorers() const { return static_cast<int>(scorers_.size()); }
+  // The scorer of index k >= 1, or null.
+  const LlmEngine* scorer(int k) const {
+    return k >= 1 && k <= num_scorers() ? scorers_[k - 1].get() : nullptr;
+  }
+
+  // The scorer side, driven by the engine it is attached to. SubmitScore
+  // runs one scoring request as internal request `ticket` (a negative id,
+  // the owner's score id) with the owner's priority and cache salt; the
+  // request's checks fail as InvalidArgument (see PolicyContext::Score).
+  // TakeScoreResults: those that finished (or failed) since the last call,
+  // score_id = ticket. AbortScore drops one (NotFound if unknown); its
+  // failure result may still be taken.
+  absl::Status SubmitScore(int64_t ticket, ScoreRequest request, int priority,
+                           const std::string& cache_salt);
+  std::vector<ScoreResult> TakeScoreResults() { return std::move(remote_results_); }
+  absl::Status AbortScore(int64_t ticket);
+  // PolicyContext::Score's checks of a request against this engine's model.
+  absl::Status ValidateScore(const ScoreRequest& request) const;
+
   int vocab_size() const { return model_.config().vocab_size; }
+  const ModelConfig& model_config() const { return model_.config(); }
   // Also true while a finished policy request awaits its Finalize (after a
   // failed step, or while scores it asked for are outstanding).
   bool HasUnfinished() const {
@@ -184,6 +218,9 @@ class LlmEngine {
     int32_t force_token = -1;                // from OnLogits, for this step
     int row = -1;                            // logits row of this step's token
     int64_t parent = -1;                     // expand parent, on its first token
+    // At the first sample: the expand children's tokens forced by OnLogits
+    // (LogitsView::expand_tokens; -1 draws).
+    std::vector<int32_t> expand_tokens;
   };
   // Sampler, stop and detokenizer state of one live sequence.
   struct SeqState {
@@ -219,7 +256,8 @@ class LlmEngine {
     std::vector<std::pair<int64_t, ScoreRequest>> score_queue;
     absl::flat_hash_set<int64_t> scores_running;
     std::vector<ScoreResult> scores_ready;
-    // An internal scoring request: the id of the request it scores for.
+    // An internal scoring request: the id of the request it scores for
+    // (kRemoteOwner: the engine this one is a scorer of).
     std::optional<int64_t> score_owner;
     bool NeedsRow() const { return spec.wants_logits || spec.top_logprobs >= 0; }
     bool AwaitsScores() const {
@@ -268,6 +306,12 @@ class LlmEngine {
   static bool Forced(const SeqState& s) {
     return s.policy != nullptr && s.policy->force_token >= 0;
   }
+  // Expand child i (>= 1) of a fork step has a forced token.
+  static bool ExpandForced(const SeqState& s, int i) {
+    return i >= 1 && s.policy != nullptr &&
+           static_cast<size_t>(i - 1) < s.policy->expand_tokens.size() &&
+           s.policy->expand_tokens[i - 1] >= 0;
+  }
   // Sets ScheduledSequence::all_logits on the prefill chunks of requests
   // that asked for prompt logprobs.
   void MarkPromptLogprobs(StepPlan& plan);
@@ -308,7 +352,11 @@ class LlmEngine {
   void DeliverScores();
   void AddQueuedScores();
   void AddScoreRequest(int64_t owner, int64_t score_id, ScoreRequest request);
+  absl::Status AddScoringRequest(int64_t score_id, ScoreRequest request, int priority,
+                                 const std::string& cache_salt, int64_t owner);
   void HarvestScore(PolicyEntry& scorer);
+  // Steps every scorer with work and hands its results to their owners.
+  void StepScorers();
   // Drops a request's policy: an owner's scoring requests are aborted, a
   // scoring request that ends without a result reports a failure.
   void ForgetPolicy(int64_t request_id);
@@ -350,6 +398,13 @@ class LlmEngine {
   std::vector<std::unique_ptr<SequenceGroup>> policy_finished_;
   std::vector<PolicyEntry*> active_entries_;  // scratch: entries with views this step
   int64_t next_score_id_ = -1;                // internal scoring requests take ids -1, -2, ...
+  static constexpr int64_t kRemoteOwner = INT64_MIN;
+  std::vector<std::unique_ptr<LlmEngine>> scorers_;
+  // Score ids running on a scorer: their owner request and scorer index.
+  absl::flat_hash_map<int64_t, std::pair<int64_t, int>> remote_scores_;
+  std::vector<ScoreResult> remote_results_;  // as a scorer: results not yet taken
+  int64_t num_pruned_sequences_ = 0;
+  int64_t pruned_blocks_freed_ = 0;
   uint64_t next_seed_;
   int64_t num_steps_ = 0;
   int64_t num_preemptions_ = 0;

@@ -17,12 +17,12 @@ namespace {
 
 // The policy of an internal scoring request (the Score hook): its one
 // sample reads the row after the scoring prompt and keeps the
-// log-probabilities of the requested ids; the token itself is forced (no
-// draw) and max_tokens 1 ends the request in that same step.
+// log-probabilities (or raw logits) of the requested ids; the token itself
+// is forced (no draw) and max_tokens 1 ends the request in that same step.
 class ScoringPolicy final : public DecodingPolicy {
  public:
-  ScoringPolicy(int64_t score_id, std::vector<int32_t> token_ids)
-      : token_ids_(std::move(token_ids)) {
+  ScoringPolicy(int64_t score_id, std::vector<int32_t> token_ids, ScoreRequest::Output output)
+      : token_ids_(std::move(token_ids)), output_(output) {
     result_.score_id = score_id;
     result_.status = absl::AbortedError(
         absl::StrCat("scoring request ", score_id, " ended before its forward pass"));
@@ -38,10 +38,11 @@ class ScoringPolicy final : public DecodingPolicy {
     if (seqs.empty()) return;
     LogitsView& view = seqs.front();
     // As ComputePositionLogprobs: float logit minus the double normaliser.
-    const double log_norm = LogSumExp(view.logits);
-    result_.logprobs.clear();
+    const double log_norm =
+        output_ == ScoreRequest::Output::kLogprobs ? LogSumExp(view.logits) : 0.0;
+    result_.values.clear();
     for (const int32_t id : token_ids_) {
-      result_.logprobs.push_back(static_cast<float>(view.logits[id] - log_norm));
+      result_.values.push_back(static_cast<float>(view.logits[id] - log_norm));
     }
     result_.status = absl::OkStatus();
     result_.step = ctx.step();
@@ -52,6 +53,7 @@ class ScoringPolicy final : public DecodingPolicy {
 
  private:
   const std::vector<int32_t> token_ids_;
+  const ScoreRequest::Output output_;
   ScoreResult result_;
 };
 
@@ -90,7 +92,13 @@ class LlmEngine::EnginePolicyContext final : public PolicyContext {
   uint64_t seed() const override { return entry_.seed; }
 
   absl::StatusOr<int64_t> Score(ScoreRequest request) override {
-    RETURN_IF_ERROR(ValidateScore(request));
+    const LlmEngine* target = request.scorer == 0 ? &engine_ : engine_.scorer(request.scorer);
+    if (target == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("no scorer ", request.scorer,
+                                                     ": this engine has ", engine_.num_scorers(),
+                                                     " (0 is the served model itself)"));
+    }
+    RETURN_IF_ERROR(target->ValidateScore(request));
     const int64_t score_id = engine_.next_score_id_--;
     entry_.score_queue.emplace_back(score_id, std::move(request));
     return score_id;
@@ -131,38 +139,43 @@ class LlmEngine::EnginePolicyContext final : public PolicyContext {
     return absl::OkStatus();
   }
 
-  absl::Status ValidateScore(const ScoreRequest& request) const {
-    const int32_t vocab = engine_.model_.config().vocab_size;
-    const int32_t max_len = engine_.scheduler_->config().max_model_len;
-    if (request.prompt_token_ids.empty()) {
-      return absl::InvalidArgumentError("a scoring request needs a non-empty prompt");
-    }
-    if (request.token_ids.empty() ||
-        request.token_ids.size() > static_cast<size_t>(ScoreRequest::kMaxTokenIds)) {
-      return absl::InvalidArgumentError(absl::StrCat("a scoring request asks for 1 to ",
-                                                     ScoreRequest::kMaxTokenIds, " token ids, got ",
-                                                     request.token_ids.size()));
-    }
-    if (request.prompt_token_ids.size() + 1 > static_cast<size_t>(max_len)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "scoring prompt of ", request.prompt_token_ids.size(),
-          " tokens does not fit the context (max_model_len ", max_len, ", one token to sample)"));
-    }
-    for (const auto* ids : {&request.prompt_token_ids, &request.token_ids}) {
-      for (const int32_t t : *ids) {
-        if (t < 0 || t >= vocab) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "scoring request token id ", t, " outside the vocabulary [0, ", vocab, ")"));
-        }
-      }
-    }
-    return absl::OkStatus();
-  }
-
   LlmEngine& engine_;
   PolicyEntry& entry_;
   const bool in_flight_;
 };
+
+absl::Status LlmEngine::ValidateScore(const ScoreRequest& request) const {
+  const int32_t vocab = model_.config().vocab_size;
+  const int32_t width = model_.config().logits_size();
+  const int32_t max_len = scheduler_->config().max_model_len;
+  if (request.prompt_token_ids.empty()) {
+    return absl::InvalidArgumentError("a scoring request needs a non-empty prompt");
+  }
+  if (request.token_ids.empty() ||
+      request.token_ids.size() > static_cast<size_t>(ScoreRequest::kMaxTokenIds)) {
+    return absl::InvalidArgumentError(absl::StrCat("a scoring request asks for 1 to ",
+                                                   ScoreRequest::kMaxTokenIds, " token ids, got ",
+                                                   request.token_ids.size()));
+  }
+  if (request.prompt_token_ids.size() + 1 > static_cast<size_t>(max_len)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "scoring prompt of ", request.prompt_token_ids.size(),
+        " tokens does not fit the context (max_model_len ", max_len, ", one token to sample)"));
+  }
+  for (const int32_t t : request.prompt_token_ids) {
+    if (t < 0 || t >= vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("scoring prompt token id ", t, " outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  for (const int32_t t : request.token_ids) {
+    if (t < 0 || t >= width) {
+      return absl::InvalidArgumentError(absl::StrCat("scoring request asks for row index ", t,
+                                                     " outside the logits row [0, ", width, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 void LlmEngine::AddPolicy(int64_t request_id, int64_t seq_id,
                           std::shared_ptr<DecodingPolicy> policy, const PolicySpec& spec,
@@ -234,30 +247,85 @@ void LlmEngine::AddScoreRequest(int64_t owner, int64_t score_id, ScoreRequest re
   // inserts the scoring request's own.
   PolicyEntry& owner_entry = policies_.at(owner);
   const RequestParams& owner_params = owner_entry.group->params();
-  RequestParams params;
-  params.priority = owner_params.priority;
-  params.cache_salt = owner_params.cache_salt;
-  params.sampling.temperature = 0.0f;
-  params.sampling.max_tokens = 1;
-  params.sampling.ignore_eos = true;
-  params.sampling.seed = 0;  // seeded: takes no engine seed from later requests
-  params.policy = std::make_shared<ScoringPolicy>(score_id, std::move(request.token_ids));
+  const int k = request.scorer;
   const absl::Status added =
-      AddRequest(score_id, std::move(request.prompt_token_ids), std::move(params));
+      k == 0 ? AddScoringRequest(score_id, std::move(request), owner_params.priority,
+                                 owner_params.cache_salt, owner)
+             : scorers_[k - 1]->SubmitScore(score_id, std::move(request), owner_params.priority,
+                                            owner_params.cache_salt);
   if (!added.ok()) {
     owner_entry.scores_ready.push_back(ScoreResult{score_id, added, {}, -1});
     return;
   }
-  policies_.at(score_id).score_owner = owner;
   owner_entry.scores_running.insert(score_id);
+  if (k != 0) remote_scores_[score_id] = {owner, k};
+}
+
+absl::Status LlmEngine::AddScoringRequest(int64_t score_id, ScoreRequest request, int priority,
+                                          const std::string& cache_salt, int64_t owner) {
+  RequestParams params;
+  params.priority = priority;
+  params.cache_salt = cache_salt;
+  params.sampling.temperature = 0.0f;
+  params.sampling.max_tokens = 1;
+  params.sampling.ignore_eos = true;
+  params.sampling.seed = 0;  // seeded: takes no engine seed from later requests
+  params.policy =
+      std::make_shared<ScoringPolicy>(score_id, std::move(request.token_ids), request.output);
+  RETURN_IF_ERROR(AddRequest(score_id, std::move(request.prompt_token_ids), std::move(params)));
+  policies_.at(score_id).score_owner = owner;
+  return absl::OkStatus();
 }
 
 void LlmEngine::HarvestScore(PolicyEntry& scorer) {
+  if (*scorer.score_owner == kRemoteOwner) {
+    remote_results_.push_back(static_cast<ScoringPolicy&>(*scorer.policy).TakeResult());
+    return;
+  }
   const auto owner = policies_.find(*scorer.score_owner);
   if (owner == policies_.end()) return;  // the owner is gone
   ScoreResult result = static_cast<ScoringPolicy&>(*scorer.policy).TakeResult();
   if (owner->second.scores_running.erase(result.score_id) == 0) return;  // delivered already
   owner->second.scores_ready.push_back(std::move(result));
+}
+
+int LlmEngine::AttachScorer(std::unique_ptr<LlmEngine> scorer) {
+  scorers_.push_back(std::move(scorer));
+  return num_scorers();
+}
+
+absl::Status LlmEngine::SubmitScore(int64_t ticket, ScoreRequest request, int priority,
+                                    const std::string& cache_salt) {
+  if (ticket >= 0) return absl::InvalidArgumentError("a scoring ticket is a negative id");
+  RETURN_IF_ERROR(ValidateScore(request));
+  request.scorer = 0;
+  return AddScoringRequest(ticket, std::move(request), priority, cache_salt, kRemoteOwner);
+}
+
+absl::Status LlmEngine::AbortScore(int64_t ticket) {
+  const auto it = policies_.find(ticket);
+  if (it == policies_.end() || it->second.score_owner != kRemoteOwner) {
+    return absl::NotFoundError(absl::StrCat("no scoring request ", ticket));
+  }
+  return Abort(ticket);
+}
+
+void LlmEngine::StepScorers() {
+  for (const auto& scorer : scorers_) {
+    // A failed forward pass aborts the scorer's requests of that step; each
+    // then reports its failure as a result, so the error needs no routing.
+    if (scorer->HasUnfinished()) (void)scorer->Step();
+    for (ScoreResult& result : scorer->TakeScoreResults()) {
+      const auto route = remote_scores_.find(result.score_id);
+      if (route == remote_scores_.end()) continue;  // its owner dropped it
+      const auto owner = policies_.find(route->second.first);
+      remote_scores_.erase(route);
+      if (owner == policies_.end() || owner->second.scores_running.erase(result.score_id) == 0) {
+        continue;
+      }
+      owner->second.scores_ready.push_back(std::move(result));
+    }
+  }
 }
 
 void LlmEngine::ForgetPolicy(int64_t request_id) {
@@ -271,6 +339,12 @@ void LlmEngine::ForgetPolicy(int64_t request_id) {
   const absl::flat_hash_set<int64_t> running = std::move(it->second.scores_running);
   policies_.erase(it);
   for (const int64_t score_id : running) {
+    const auto remote = remote_scores_.find(score_id);
+    if (remote != remote_scores_.end()) {
+      (void)scorers_[remote->second.second - 1]->AbortScore(score_id);
+      remote_scores_.erase(remote);
+      continue;
+    }
     // NotFound: it finished this step and waits in policy_finished_, where
     // EndPolicyStep forgets it.
     auto aborted = scheduler_->Abort(score_id);
@@ -292,7 +366,7 @@ bool LlmEngine::AbortAwaitingPolicy(int64_t request_id) {
 // Rows follow the plan as in SampleAndCheck; only policies that asked for
 // logits see them, and only rows already on the host (HostLogitsRows).
 void LlmEngine::RunLogitsHooks(const StepPlan& plan) {
-  const int vocab = model_.config().vocab_size;
+  const int vocab = model_.config().logits_size();
   active_entries_.clear();
   int next_row = 0;
   for (const ScheduledSequence& s : plan.seqs) {
@@ -316,15 +390,22 @@ void LlmEngine::RunLogitsHooks(const StepPlan& plan) {
     view.output_token_ids = seq->output_token_ids();
     view.logits = std::span<float>(forward_out_.logits.data() + static_cast<size_t>(row) * vocab,
                                    static_cast<size_t>(vocab));
+    if (state.fork_pending) {
+      std::vector<int32_t>& expand = state.policy->expand_tokens;
+      expand.assign(static_cast<size_t>(ExpandCount(state, *seq) - 1), -1);
+      view.expand_tokens = std::span<int32_t>(expand);
+    }
     entry.logits_views.push_back(view);
   }
   for (PolicyEntry* entry : active_entries_) {
     EnginePolicyContext ctx(*this, *entry, /*in_flight=*/true);
     entry->policy->OnLogits(std::span<LogitsView>(entry->logits_views), ctx);
     for (const LogitsView& view : entry->logits_views) {
-      // An id outside the vocabulary is ignored: the token is sampled.
-      if (view.force_token >= 0 && view.force_token < vocab) {
-        seqs_.at(view.seq_id).policy->force_token = view.force_token;
+      // An id outside the row is ignored: the token is sampled.
+      PolicySeqState& ps = *seqs_.at(view.seq_id).policy;
+      if (view.force_token >= 0 && view.force_token < vocab) ps.force_token = view.force_token;
+      for (int32_t& t : ps.expand_tokens) {
+        if (t >= vocab) t = -1;
       }
     }
     entry->logits_views.clear();
@@ -342,7 +423,7 @@ void LlmEngine::EmitPolicyToken(SeqState& state, int32_t token, int row, const S
   ps.force_token = -1;
   const bool has_row = forward_out_.has_logits[row] != 0;
   const std::span<const float> logits =
-      has_row ? ModelRunner::Row(forward_out_, row, model_.config().vocab_size)
+      has_row ? ModelRunner::Row(forward_out_, row, model_.config().logits_size())
               : std::span<const float>();
   const std::optional<int>& asked = state.entry->group->params().sampling.logprobs;
   if (asked.has_value()) {
@@ -450,7 +531,12 @@ void LlmEngine::ApplyDecision(PolicyEntry& entry, const TokenView& view) {
 
 absl::Status LlmEngine::FinishPolicySequence(PolicyEntry& entry, int64_t seq_id,
                                              FinishReason reason) {
+  const int32_t free_before = scheduler_->kv_cache().NumFreeBlocks();
   ASSIGN_OR_RETURN(std::unique_ptr<SequenceGroup> done, scheduler_->FinishSequence(seq_id, reason));
+  if (reason == FinishReason::kAbort) {
+    ++num_pruned_sequences_;
+    pruned_blocks_freed_ += scheduler_->kv_cache().NumFreeBlocks() - free_before;
+  }
   const auto it = seqs_.find(seq_id);
   if (reason == FinishReason::kStop && it != seqs_.end()) {
     // The completion keeps what the stop checker and detokenizer held back.

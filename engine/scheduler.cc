@@ -125,14 +125,27 @@ void Scheduler::Preempt(Sequence& seq, StepBuilder& step) {
 // paused sequences are not the head (they wait for their policy, not for
 // blocks).
 void Scheduler::AdmitWaiting(StepBuilder& step) {
+  auto next = waiting_.begin();
   while (HasRoom(step) && static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
-    const auto head = FirstUnpausedWaiting();
-    if (head == waiting_.end()) return;
-    Sequence& seq = **head;
+    next = std::find_if(next, waiting_.end(), [](const Sequence* s) { return !s->paused(); });
+    if (next == waiting_.end()) return;
+    Sequence& seq = **next;
     const int32_t cached = kv_.NumCachedPrefixTokens(seq);
+    if (WaitsForSharedPrefix(seq, cached, step)) {
+      ++next;
+      continue;
+    }
     const int32_t n = std::min(seq.num_tokens() - cached, step.budget);
     if (!kv_.AllocateSlots(seq, n, step.plan.block_copies)) return;
-    waiting_.erase(head);
+    if (config_.shared_prefix_wait_blocks > 0) {
+      const size_t bs = static_cast<size_t>(config_.block_size);
+      const size_t end =
+          std::min(seq.kv().block_hashes.size(), static_cast<size_t>(cached + n) / bs);
+      for (size_t b = static_cast<size_t>(cached) / bs; b < end; ++b) {
+        step.computing.insert(seq.kv().block_hashes[b]);
+      }
+    }
+    next = waiting_.erase(next);
     seq.set_status(SequenceStatus::kRunning);
     InsertRunning(&seq);
     step.plan.admitted.push_back(seq.seq_id());
@@ -303,9 +316,16 @@ absl::Status Scheduler::Resume(int64_t seq_id) {
   return absl::OkStatus();
 }
 
-std::set<Sequence*, Scheduler::ByRunsBefore>::iterator Scheduler::FirstUnpausedWaiting() {
-  return std::find_if(waiting_.begin(), waiting_.end(),
-                      [](const Sequence* s) { return !s->paused(); });
+bool Scheduler::WaitsForSharedPrefix(const Sequence& seq, int32_t cached,
+                                     const StepBuilder& step) const {
+  const int32_t want = config_.shared_prefix_wait_blocks;
+  if (want <= 0 || step.computing.empty()) return false;
+  int32_t run = 0;
+  for (size_t b = static_cast<size_t>(cached / config_.block_size);
+       b < seq.kv().block_hashes.size() && step.computing.contains(seq.kv().block_hashes[b]); ++b) {
+    if (++run >= want) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<std::unique_ptr<SequenceGroup>> Scheduler::Abort(int64_t request_id) {

@@ -13,7 +13,11 @@
 //      chunked to the remaining budget (chunked prefill is always on). The
 //      head of the queue is never overtaken (strict FCFS within a priority),
 //      so a waiting request waits only for those ahead of it, never for later
-//      arrivals. Nothing is admitted in a step that preempted.
+//      arrivals, with one exception: same-step prefix sharing
+//      (SchedulerConfig::shared_prefix_wait_blocks) lets a sequence whose
+//      leading blocks an earlier admission of this step is computing wait
+//      for the next step, where it is first in line and finds those blocks
+//      cached. Nothing is admitted in a step that preempted.
 // When blocks run out, the youngest running sequence not yet scheduled this
 // step (or, if none is younger, the one asking) is preempted by recompute:
 // its blocks are freed, num_computed_tokens drops to 0 and it re-queues with
@@ -119,6 +123,8 @@ class Scheduler {
     StepPlan plan;
     int32_t budget = 0;  // tokens left in this step
     absl::flat_hash_set<const Sequence*> scheduled;
+    // Content hashes of full blocks the sequences admitted this step compute.
+    absl::flat_hash_set<uint64_t> computing;
   };
   // What Update needs to remember of the plan in flight.
   struct InFlight {
@@ -144,8 +150,10 @@ class Scheduler {
   void FinishSequence(Sequence& seq, FinishReason reason);
   Sequence& ForkSequence(Sequence& parent);
   std::vector<std::unique_ptr<SequenceGroup>> TakeFinishedGroups();
-  // The first waiting sequence that is not paused, or waiting_.end().
-  std::set<Sequence*, ByRunsBefore>::iterator FirstUnpausedWaiting();
+  // Same-step prefix sharing: seq (holding no blocks, `cached` tokens
+  // cached) would compute at least shared_prefix_wait_blocks full blocks in
+  // a row that an admission of this step computes already.
+  bool WaitsForSharedPrefix(const Sequence& seq, int32_t cached, const StepBuilder& step) const;
 
   void InsertRunning(Sequence* seq);
   void RemoveRunning(Sequence* seq);

@@ -25,6 +25,9 @@ absl::Status SchedulerConfig::Validate() const {
         {"max_model_len", max_model_len}}) {
     if (absl::Status s = CheckPositive(field, value); !s.ok()) return s;
   }
+  if (shared_prefix_wait_blocks < 0) {
+    return absl::InvalidArgumentError("shared_prefix_wait_blocks must be >= 0 (0: off)");
+  }
   return absl::OkStatus();
 }
 

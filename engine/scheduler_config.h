@@ -17,6 +17,11 @@ struct SchedulerConfig {
   int32_t num_blocks = 1024;              // KV blocks in the pool
   int32_t max_model_len = 2048;           // prompt + output tokens of one sequence
   bool enable_prefix_caching = true;
+  // Same-step prefix sharing: a waiting sequence whose next uncached full
+  // blocks (at least this many in a row) are being computed in this step by
+  // a sequence admitted before it waits one step and then takes them from
+  // the prefix cache instead of computing them again. 0: off.
+  int32_t shared_prefix_wait_blocks = 4;
 
   // InvalidArgument naming the field for a non-positive value.
   absl::Status Validate() const;

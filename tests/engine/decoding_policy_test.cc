@@ -32,6 +32,7 @@ using testing::SeededParams;
 
 using testing::BestOfNPolicy;
 using testing::BoundaryPolicy;
+using testing::ForceExpandPolicy;
 using testing::ForcePolicy;
 using testing::ForkPolicy;
 using testing::MaskFirstPolicy;
@@ -199,6 +200,25 @@ TEST_CASE("a policy that forces tokens gets exactly those tokens") {
   CHECK(out.choices.at(0).reason == FinishReason::kLength);
 }
 
+TEST_CASE("at the first sample a policy may force the expand children's tokens") {
+  const std::vector<int32_t> prompt = Encode(kPrompts[4]);
+  const int32_t root = Encode(" The")[0];
+  const int32_t child1 = Encode(" Once")[0];
+  auto policy = std::make_shared<ForceExpandPolicy>(root, child1);
+  const Outcome out = RunAlone(prompt, SeededParams(5, 321), policy);
+  REQUIRE(out.choices.size() == 3);
+  CHECK(out.choices.at(0).tokens.at(0) == root);
+  CHECK(out.choices.at(1).tokens.at(0) == child1);
+  // Child 2 draws what a plain request seeded 321 + 2 draws: the forced
+  // tokens took no draws from it.
+  CHECK(out.choices.at(2).tokens ==
+        RunAlone(prompt, SeededParams(5, 321 + 2)).choices.at(0).tokens);
+  // The span exists at the first sample only: [num_sequences - 1].
+  REQUIRE_FALSE(policy->expand_sizes.empty());
+  CHECK(policy->expand_sizes.front() == 2);
+  for (size_t i = 1; i < policy->expand_sizes.size(); ++i) CHECK(policy->expand_sizes[i] == 0);
+}
+
 TEST_CASE("masking the greedy token yields the second-best token, then greedy from there") {
   const std::vector<int32_t> prompt = Encode(kPrompts[3]);
   SamplingParams with_logprobs = GreedyParams(10);
@@ -262,6 +282,9 @@ TEST_CASE("pruning 3 of 4 frees their blocks in that step; the survivor runs as 
   // the rest private to each of the 4 (copy-on-write of the partial block).
   const int32_t shared = p / kBlock;
   CHECK(used_before == shared + 4 * (BlocksFor(p + 1) - shared));
+  // The stats count the 3 prunes and the blocks only they held.
+  CHECK(engine->stats().num_pruned_sequences == 3);
+  CHECK(engine->stats().pruned_blocks_freed == 3 * (BlocksFor(p + 2) - shared));
   REQUIRE(policy->ids.size() == 4);
   REQUIRE(policy->ends.size() == 4);
   CHECK(std::count_if(policy->ends.begin(), policy->ends.end(),

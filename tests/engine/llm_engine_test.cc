@@ -11,10 +11,9 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/model_runner.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -439,7 +438,7 @@ TEST_CASE("n = 4 prefills the prompt once and shares its blocks") {
   const int32_t prompt_blocks = 5;
   const int32_t used_after_fork = total - engine->stats().num_free_blocks;
   CHECK(used_after_fork == prompt_blocks);  // all four share the same blocks
-  auto second = engine->Step();  // each child writes its token: copy-on-write
+  auto second = engine->Step();             // each child writes its token: copy-on-write
   REQUIRE(second.ok());
   REQUIRE(second->size() == 4);
   const int32_t used_after_decode = total - engine->stats().num_free_blocks;
@@ -648,6 +647,42 @@ TEST_CASE("prompt logprobs equal the decode logprobs of the same tokens, chunked
     }
     for (const PositionLogprobs& p : pl) CHECK(p.logprob <= 0.0f);
   }
+}
+
+TEST_CASE("a request for prompt logprobs gets all of them when its prompt is cached") {
+  // 40 tokens, block size 16: two full blocks would be prefix-cache hits.
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back(300 + 7 * i);
+  EngineConfig config;
+  config.scheduler.num_blocks = 64;
+  auto engine = LlmEngine::Create(*SharedModel().loaded->model, SharedModel().loaded->text, config);
+  REQUIRE(engine.ok());
+  SamplingParams read;
+  read.temperature = 0.0f;
+  read.max_tokens = 1;
+  read.prompt_logprobs = 1;
+  std::vector<std::vector<PositionLogprobs>> got;
+  for (int64_t id : {1, 2}) {  // the second finds the first's blocks cached
+    REQUIRE((*engine)->AddRequest(id, prompt, read).ok());
+    while ((*engine)->HasUnfinished()) {
+      auto outputs = (*engine)->Step();
+      REQUIRE(outputs.ok());
+      for (const RequestOutput& o : *outputs) {
+        if (!o.prompt_logprobs.empty()) got.push_back(o.prompt_logprobs);
+      }
+    }
+  }
+  REQUIRE(got.size() == 2);
+  REQUIRE(got[1].size() == prompt.size() - 1);
+  for (size_t p = 0; p < got[1].size(); ++p) CHECK(got[1][p].logprob == got[0][p].logprob);
+  // Nothing was taken from the cache for it (its blocks were registered).
+  CHECK((*engine)->stats().prefix_cache_hit_blocks == 0);
+  // A plain request with that prompt does hit them.
+  SamplingParams plain = read;
+  plain.prompt_logprobs.reset();
+  REQUIRE((*engine)->AddRequest(3, prompt, plain).ok());
+  while ((*engine)->HasUnfinished()) REQUIRE((*engine)->Step().ok());
+  CHECK((*engine)->stats().prefix_cache_hit_blocks == 2);
 }
 
 }  // namespace

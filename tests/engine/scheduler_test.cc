@@ -327,6 +327,53 @@ TEST_CASE("a shared system prompt is served from the prefix cache", "[scheduler]
   CHECK(stats.hit_blocks == 3);
 }
 
+TEST_CASE("requests sharing a prefix that arrive together compute it once", "[scheduler]") {
+  // Block size 4: a 20-token system prompt is 5 full blocks, at least the
+  // default shared_prefix_wait_blocks (4); a 12-token one is 3, below it.
+  auto with_suffix = [](int32_t system_len, int32_t first) {
+    std::vector<int32_t> p = Prompt(1000, system_len);
+    for (int32_t t : Prompt(first, 3)) p.push_back(t);
+    return p;
+  };
+  SECTION("the second waits one step and takes the blocks from the cache") {
+    auto s = Make(/*budget=*/64, 8, /*block_size=*/4, 64);
+    REQUIRE(s->config().shared_prefix_wait_blocks == 4);
+    const std::vector<Row> steps = {
+        // Request 2 waits; request 3, which shares nothing, is admitted.
+        {.arrive = {{1, with_suffix(20, 1)}, {2, with_suffix(20, 50)}, {3, Prompt(1, 10)}},
+         .chunks = {{0, 23}, {2, 10}},
+         .running = Ids{0, 2}},
+        // First in line now, it computes its 3-token suffix only.
+        {.chunks = {{0, 1}, {2, 1}, {1, 3}}, .running = Ids{0, 1, 2}},
+    };
+    RunTable(*s, steps);
+    CHECK(s->FindSequence(1)->num_computed_tokens() == 23);
+    CHECK(s->kv_cache().pool().stats().hit_blocks == 5);
+  }
+  SECTION("a short shared run, or the option off, admits both at once") {
+    for (const bool off : {false, true}) {
+      INFO((off ? "option off" : "3 shared blocks"));
+      SchedulerConfig config;
+      config.max_num_batched_tokens = 64;
+      config.max_num_seqs = 8;
+      config.block_size = 4;
+      config.num_blocks = 64;
+      config.max_model_len = 1024;
+      if (off) config.shared_prefix_wait_blocks = 0;
+      auto s = Scheduler::Create(config);
+      REQUIRE(s.ok());
+      const int32_t system_len = off ? 20 : 12;
+      const int32_t len = system_len + 3;
+      const std::vector<Row> steps = {
+          {.arrive = {{1, with_suffix(system_len, 1)}, {2, with_suffix(system_len, 50)}},
+           .chunks = {{0, len}, {1, len}}},
+      };
+      RunTable(**s, steps);
+      CHECK((*s)->kv_cache().pool().stats().hit_blocks == 0);
+    }
+  }
+}
+
 TEST_CASE("a fully cached prompt still computes its last token", "[scheduler]") {
   auto s = Make(/*budget=*/64, 8, /*block_size=*/4, 32);
   const std::vector<Row> steps = {

@@ -162,10 +162,10 @@ TEST_CASE("Score returns the log-softmax of the next-token row after the scoring
   CHECK(r.score_id == policy->score_id);
   CHECK(r.step == 1);  // queued in the first OnStep, run in that first step
   const std::vector<float> oracle = PromptLogprobsOracle(judge, ids);
-  REQUIRE(r.logprobs.size() == ids.size());
+  REQUIRE(r.values.size() == ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
-    INFO("token " << ids[i] << " hook " << r.logprobs[i] << " oracle " << oracle[i]);
-    CHECK(std::abs(r.logprobs[i] - oracle[i]) <= 1e-4f);
+    INFO("token " << ids[i] << " hook " << r.values[i] << " oracle " << oracle[i]);
+    CHECK(std::abs(r.values[i] - oracle[i]) <= 1e-4f);
   }
   // The owner generated what it generates alone.
   auto alone = MakeTestEngine();
@@ -225,8 +225,8 @@ TEST_CASE("scoring runs in the same steps as other requests' decodes and leaves 
   }
   // The score is the oracle's, the outputs what each generates alone.
   const std::vector<float> oracle = PromptLogprobsOracle(policy->scored_prompt, VerdictIds());
-  REQUIRE(policy->result.logprobs.size() == 2);
-  for (size_t i = 0; i < 2; ++i) CHECK(std::abs(policy->result.logprobs[i] - oracle[i]) <= 1e-4f);
+  REQUIRE(policy->result.values.size() == 2);
+  for (size_t i = 0; i < 2; ++i) CHECK(std::abs(policy->result.values[i] - oracle[i]) <= 1e-4f);
   auto alone = MakeTestEngine();
   REQUIRE(alone->AddRequest(1, prompt, GreedyParams(10)).ok());
   REQUIRE(alone->AddRequest(2, other, GreedyParams(24)).ok());

@@ -70,6 +70,31 @@ class ForcePolicy : public DecodingPolicy {
   std::vector<int32_t> forced_;
 };
 
+// Expands to 3; at the first sample forces the root's token and expand
+// child 1's, leaving child 2 to draw. Records the expand_tokens span sizes.
+class ForceExpandPolicy : public DecodingPolicy {
+ public:
+  ForceExpandPolicy(int32_t root, int32_t child1) : root_(root), child1_(child1) {}
+  PolicySpec Spec() const override {
+    PolicySpec s;
+    s.num_sequences = 3;
+    s.wants_logits = true;
+    return s;
+  }
+  void OnLogits(std::span<LogitsView> seqs, PolicyContext& ctx) override {
+    for (LogitsView& v : seqs) {
+      expand_sizes.push_back(static_cast<int>(v.expand_tokens.size()));
+      if (v.expand_tokens.empty()) continue;
+      v.force_token = root_;
+      v.expand_tokens[0] = child1_;
+    }
+  }
+  std::vector<int> expand_sizes;
+
+ private:
+  int32_t root_, child1_;
+};
+
 // Masks the greedy token at the first position only.
 class MaskFirstPolicy : public DecodingPolicy {
  public:
