@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "alignment/policy_report_keys.h"
 #include "alignment/reward_selection.h"
 
 namespace alignserve {
@@ -57,6 +58,9 @@ absl::StatusOr<std::shared_ptr<ArgsPolicy>> ArgsPolicy::Create(
 PolicySpec ArgsPolicy::Spec() const {
   PolicySpec spec;
   spec.wants_logits = true;
+  // Position 0: the k candidates are the expand group, forced at the
+  // request's first sample (LogitsView::expand_tokens).
+  spec.num_sequences = options_.params.k;
   return spec;
 }
 
@@ -66,39 +70,62 @@ const std::string& ArgsPolicy::PromptText(const PolicyContext& ctx) {
 
 // The position's candidates come from the first row seen (the k rows of a
 // position are one row: the same tokens decoded); a member scheduled in a
-// later step is forced from the same list.
+// later step is forced from the same list. Position 0 is the prefill's one
+// row: the root takes candidate 0 and expand child i candidate i.
 void ArgsPolicy::OnLogits(std::span<LogitsView> seqs, PolicyContext& ctx) {
   const int32_t position = static_cast<int32_t>(steps_.size());
   for (LogitsView& view : seqs) {
-    const bool first = group_.empty();
+    if (group_.empty()) {
+      if (!steps_.empty() || current_.has_value()) continue;
+      current_.emplace();
+      current_->position = 0;
+      TopK(view.logits, options_.params.k, *current_);
+      current_->rewards.assign(current_->tokens.size(), kNoReward);
+      view.force_token = current_->tokens[0];
+      for (size_t i = 1; i < current_->tokens.size() && i <= view.expand_tokens.size(); ++i) {
+        view.expand_tokens[i - 1] = current_->tokens[i];
+      }
+      continue;
+    }
     const auto member = std::find(group_.begin(), group_.end(), view.seq_id);
-    if (!first && member == group_.end()) continue;
-    const size_t index = first ? 0 : static_cast<size_t>(member - group_.begin());
+    if (member == group_.end()) continue;
+    const size_t index = static_cast<size_t>(member - group_.begin());
     if (!current_.has_value()) {
       current_.emplace();
       current_->position = position;
-      TopK(view.logits, first ? 1 : static_cast<int32_t>(group_.size()), *current_);
-      if (!first) {
-        // Fewer candidates than members only with a vocabulary under k.
-        current_->rewards.assign(current_->tokens.size(), kNoReward);
-      }
+      TopK(view.logits, static_cast<int32_t>(group_.size()), *current_);
+      // Fewer candidates than members only with a vocabulary under k.
+      current_->rewards.assign(current_->tokens.size(), kNoReward);
     }
     if (index < current_->tokens.size()) view.force_token = current_->tokens[index];
   }
 }
 
+// Position 0's members: the sequence that got candidate i is member i; a
+// sequence with no candidate (only with a vocabulary under k) is pruned.
+void ArgsPolicy::BindFirstPosition(std::span<TokenView> seqs) {
+  const std::vector<int32_t>& tokens = current_->tokens;
+  group_.assign(tokens.size(), -1);
+  for (TokenView& view : seqs) {
+    const auto it = std::find(tokens.begin(), tokens.end(), view.token);
+    const size_t i = static_cast<size_t>(it - tokens.begin());
+    if (it == tokens.end() || group_[i] >= 0) {
+      if (view.finish_reason == FinishReason::kNone) view.decision = TokenDecision::kAbort;
+      continue;
+    }
+    group_[i] = view.seq_id;
+  }
+  finished_.assign(group_.size(), false);
+  seen_ = 0;
+  awaiting_ = false;
+  pending_.clear();
+}
+
 void ArgsPolicy::OnTokens(std::span<TokenView> seqs, PolicyContext& ctx) {
   tokens_generated_ += static_cast<int64_t>(seqs.size());
-  if (group_.empty()) {  // position 0: the top logit, unscored
-    if (seqs.empty() || !current_.has_value()) return;
-    steps_.push_back(std::move(*current_));
-    current_.reset();
-    if (seqs.front().finish_reason != FinishReason::kNone) {
-      winner_ = seqs.front().seq_id;
-      return;
-    }
-    StartPosition(seqs.front().seq_id, ctx);
-    return;
+  if (group_.empty()) {
+    if (!current_.has_value()) return;
+    BindFirstPosition(seqs);
   }
   for (TokenView& view : seqs) {
     const auto member = std::find(group_.begin(), group_.end(), view.seq_id);
@@ -192,11 +219,10 @@ PolicyResult ArgsPolicy::Finalize(std::span<const SequenceResult> seqs) {
     reward_sum += s.rewards[s.chosen];
     ++rewarded;
   }
-  result.report.emplace_back("args_steps",
-                             static_cast<double>(steps_.empty() ? 0 : steps_.size() - 1));
-  result.report.emplace_back("tokens_generated", static_cast<double>(tokens_generated_));
+  result.report.emplace_back("args_steps", static_cast<double>(steps_.size()));
+  result.report.emplace_back(kReportTokensGenerated, static_cast<double>(tokens_generated_));
   result.report.emplace_back("judge_calls", static_cast<double>(judge_calls_));
-  result.report.emplace_back("candidates_scored", static_cast<double>(candidates_scored_));
+  result.report.emplace_back(kReportNumScored, static_cast<double>(candidates_scored_));
   result.report.emplace_back("chosen_reward_mean",
                              rewarded > 0 ? reward_sum / static_cast<double>(rewarded) : kNoReward);
   return result;

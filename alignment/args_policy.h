@@ -21,11 +21,11 @@
 //   - OnScores picks the winner as above, aborts the other k - 1 (their KV
 //     blocks free in that step), forks the winner again and resumes it. A
 //     winner that finished (EOS, stop string, max_tokens) ends the request.
-// First position: before the request has an output token nothing can be
-// forked (PolicyContext::Fork needs one) and the prefill's row is sampled in
-// the step that computes it, so the first token is the top logit (the w = 0
-// choice), unscored. Exact ARGS at position 1 needs an engine hook that
-// forks at admission with forced tokens or defers a sample; see the report.
+// First position: the k candidates are the request's expand group
+// (spec.num_sequences = k, sharing the prompt's blocks): at the first sample
+// OnLogits forces candidate 0 on the root and candidate i on expand child i
+// (LogitsView::expand_tokens), and from there the position is decided as
+// every later one.
 //
 // Cost: per output token, k decode rows (batched, sharing the prefix's
 // blocks) plus k judge prefills of rubric + prompt + prefix; with the prefix
@@ -35,7 +35,9 @@
 // step for its decode, one for its k judge requests, and one for delivery.
 //
 // Report: "args_steps" (scored positions), "tokens_generated",
-// "judge_calls", "candidates_scored", "chosen_reward_mean". Per-position
+// "judge_calls" (scores asked for), "num_scored" (scores that carried a
+// reward), "chosen_reward_mean" (over the scored positions, the chosen
+// token's reward; shared keys: alignment/policy_report_keys.h). Per-position
 // detail (candidates, logits, rewards, choice) via steps() (test hook).
 //
 // Thread-safety: one instance per request, engine thread only (as every
@@ -64,7 +66,7 @@ struct ArgsStep {
   int32_t position = 0;         // 0-based output index
   std::vector<int32_t> tokens;  // [k'] candidates, descending raw logit (ties: lower id)
   std::vector<float> logits;    // [k'] their raw logits
-  std::vector<double> rewards;  // [k'] NaN: no score; empty at the unscored position 0
+  std::vector<double> rewards;  // [k'] NaN: no score
   size_t chosen = 0;            // index into tokens
 };
 
@@ -99,6 +101,8 @@ class ArgsPolicy final : public DecodingPolicy {
   const std::string& PromptText(const PolicyContext& ctx);
   // Forks `leader` into the next position's k candidates and resumes it.
   void StartPosition(int64_t leader, PolicyContext& ctx);
+  // Position 0: maps the expand group's first tokens to candidates.
+  void BindFirstPosition(std::span<TokenView> seqs);
   size_t Choose(const ArgsStep& step, uint64_t seed) const;
   void Decide(PolicyContext& ctx);
 

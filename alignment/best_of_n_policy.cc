@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "alignment/policy_report_keys.h"
 #include "alignment/reward_selection.h"
 
 namespace alignserve {
@@ -71,13 +72,15 @@ PolicyResult BestOfNPolicy::Finalize(std::span<const SequenceResult> seqs) {
   if (!chosen.has_value()) chosen = FirstUnpruned(seqs);
   PolicyResult result;
   for (size_t i = 0; i < rewards.size(); ++i) {
-    result.report.emplace_back(absl::StrCat("reward_", i), rewards[i]);
+    result.report.emplace_back(absl::StrCat(kReportRewardPrefix, i), rewards[i]);
   }
-  result.report.emplace_back("chosen_index",
+  result.report.emplace_back(kReportChosenIndex,
                              chosen.has_value() ? static_cast<double>(*chosen) : -1.0);
   result.report.emplace_back("num_sequences", static_cast<double>(seqs.size()));
-  result.report.emplace_back("num_scored", static_cast<double>(num_scored_));
-  result.report.emplace_back("tokens_generated", tokens);
+  result.report.emplace_back(kReportNumScored, static_cast<double>(num_scored_));
+  result.report.emplace_back(kReportTokensGenerated, tokens);
+  result.report.emplace_back(kReportChosenReward,
+                             chosen.has_value() ? rewards[*chosen] : kNoReward);
   if (chosen.has_value()) result.choices.push_back(seqs[*chosen].seq_id);
   return result;
 }

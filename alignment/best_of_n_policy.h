@@ -17,7 +17,9 @@
 // selectable the first sequence not pruned is returned.
 // Report (PolicyResult::report), in this order: "reward_<i>" for each
 // sequence i in creation order (NaN if unscored), "chosen_index",
-// "num_sequences", "num_scored", "tokens_generated".
+// "num_sequences", "num_scored", "tokens_generated", "chosen_reward" (the
+// returned sequence's reward, NaN if none). Shared keys:
+// alignment/policy_report_keys.h.
 //
 // Thread-safety: one instance per request, engine thread only (as every
 // DecodingPolicy); the RewardModel may be shared.

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "alignment/policy_report_keys.h"
 #include "alignment/reward_selection.h"
 
 namespace alignserve {
@@ -179,13 +180,16 @@ PolicyResult BlockwiseCdPolicy::Finalize(std::span<const SequenceResult> seqs) {
   }
   if (chosen >= 0) result.choices.push_back(chosen);
   result.report.emplace_back("blocks_decoded", blocks_decoded_);
-  result.report.emplace_back("candidates_scored", candidates_scored_);
-  result.report.emplace_back("candidates_pruned", candidates_pruned_);
-  result.report.emplace_back("tokens_generated", static_cast<double>(tokens_generated_));
+  result.report.emplace_back(kReportNumScored, candidates_scored_);
+  result.report.emplace_back(kReportTracesPruned, candidates_pruned_);
+  result.report.emplace_back(kReportTokensGenerated, static_cast<double>(tokens_generated_));
   for (size_t i = 0; i < last_rewards_.size(); ++i) {
-    result.report.emplace_back(absl::StrCat("reward_", i), last_rewards_[i]);
+    result.report.emplace_back(absl::StrCat(kReportRewardPrefix, i), last_rewards_[i]);
   }
-  result.report.emplace_back("chosen_index", static_cast<double>(last_winner_));
+  result.report.emplace_back(kReportChosenIndex, static_cast<double>(last_winner_));
+  result.report.emplace_back(kReportChosenReward, last_winner_ < last_rewards_.size()
+                                                      ? last_rewards_[last_winner_]
+                                                      : std::numeric_limits<double>::quiet_NaN());
   return result;
 }
 

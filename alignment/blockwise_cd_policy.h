@@ -23,10 +23,11 @@
 // So the returned completion is the concatenation of the winning blocks.
 //
 // Report (PolicyResult::report), in this order: "blocks_decoded",
-// "candidates_scored" (results that carried a reward), "candidates_pruned",
-// "tokens_generated" (every token any candidate sampled), then
-// "reward_<i>" for candidate i of the last block, and "chosen_index" (its
-// winner's position among them).
+// "num_scored" (results that carried a reward), "traces_pruned" (candidates
+// aborted), "tokens_generated" (every token any candidate sampled), then
+// "reward_<i>" for candidate i of the last block, "chosen_index" (its
+// winner's position among them) and "chosen_reward" (that winner's reward).
+// Shared keys: alignment/policy_report_keys.h.
 //
 // Test hook: BlockwiseCdOptions::observer sees each block's decision just
 // before and just after the losers are pruned, with the context.

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "alignment/policy_report_keys.h"
 #include "alignment/vote.h"
 #include "engine/sampling_params.h"
 #include "kernels/status_macros.h"
@@ -125,10 +126,10 @@ PolicyResult DeepConfPolicy::Finalize(std::span<const SequenceResult> seqs) {
   result.report = {
       {"threshold", threshold_.value_or(0.0)},
       {"warmup_traces", static_cast<double>(std::min(params_.n_init, book_.size()))},
-      {"traces_pruned", static_cast<double>(book_.Count(TraceState::kPruned))},
+      {kReportTracesPruned, static_cast<double>(book_.Count(TraceState::kPruned))},
       {"traces_voting", static_cast<double>(voters.size())},
-      {"tokens_generated", static_cast<double>(book_.tokens_generated())},
-      {"tokens_saved", static_cast<double>(book_.tokens_saved())},
+      {kReportTokensGenerated, static_cast<double>(book_.tokens_generated())},
+      {kReportTokensSaved, static_cast<double>(book_.tokens_saved())},
       {"winner_share", vote.share},
   };
   AppendVoteFigures(vote, &result.report);

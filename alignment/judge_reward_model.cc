@@ -33,7 +33,7 @@ int32_t VerdictToken(const Tokenizer& tokenizer, const std::string& text, std::s
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const JudgeRewardModel>> JudgeRewardModel::Create(
-    const Tokenizer* tokenizer, Rubric rubric) {
+    const Tokenizer* tokenizer, Rubric rubric, int scorer) {
   if (tokenizer == nullptr) {
     return absl::InvalidArgumentError("the judge reward model needs the judge model's tokenizer");
   }
@@ -46,13 +46,13 @@ absl::StatusOr<std::shared_ptr<const JudgeRewardModel>> JudgeRewardModel::Create
         "judge verdict tokens cannot be told apart after the rubric (Yes ", yes, ", No ", no, ")"));
   }
   return std::shared_ptr<const JudgeRewardModel>(
-      new JudgeRewardModel(*tokenizer, std::move(rubric), yes, no));
+      new JudgeRewardModel(*tokenizer, std::move(rubric), yes, no, scorer));
 }
 
 absl::StatusOr<std::shared_ptr<const JudgeRewardModel>> JudgeRewardModel::CreateFromFile(
-    const Tokenizer* tokenizer, const std::string& rubric_path) {
+    const Tokenizer* tokenizer, const std::string& rubric_path, int scorer) {
   ASSIGN_OR_RETURN(Rubric rubric, Rubric::Load(rubric_path));
-  return Create(tokenizer, std::move(rubric));
+  return Create(tokenizer, std::move(rubric), scorer);
 }
 
 std::vector<int32_t> JudgeRewardModel::JudgePrompt(std::string_view prompt,
@@ -65,13 +65,14 @@ absl::StatusOr<int64_t> JudgeRewardModel::Submit(std::string_view prompt, std::s
   ScoreRequest request;
   request.prompt_token_ids = JudgePrompt(prompt, response);
   request.token_ids = {yes_token_, no_token_};
+  request.scorer = scorer_;
   return ctx.Score(std::move(request));
 }
 
 double JudgeRewardModel::Reward(const ScoreResult& result) const {
   if (!result.status.ok()) return std::numeric_limits<double>::quiet_NaN();
   // The result's row holds [logprob(yes), logprob(no)].
-  return JudgeScore(result.logprobs, 0, 1);
+  return JudgeScore(result.values, 0, 1);
 }
 
 }  // namespace alignserve

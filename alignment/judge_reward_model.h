@@ -2,8 +2,10 @@
 // Rubric (alignment/rubric.h) filled with the prompt and the response and
 // its next token is the verdict: reward = logprob("Yes") - logprob("No").
 // The scoring runs through the engine the policy runs on (PolicyContext::
-// Score), so the judge is the served model and its prompts are batched with
-// generation; the rubric's fixed opening is a shared prefix-cache hit.
+// Score), so by default (scorer 0) the judge is the served model and its
+// prompts are batched with generation; the rubric's fixed opening is a
+// shared prefix-cache hit. A second judge model runs as scorer k >= 1 (an
+// engine attached with LlmEngine::AttachScorer), with its own tokenizer.
 //
 // Tokenization: the filled rubric is encoded with the served model's
 // tokenizer, BOS as the tokenizer adds it by default, and with
@@ -39,11 +41,13 @@ class JudgeRewardModel final : public RewardModel {
  public:
   // InvalidArgument: a null tokenizer, or verdict tokens that cannot be told
   // apart (the same first token for Yes and No).
+  // `tokenizer` is the judge model's; `scorer` the engine that runs it
+  // (ScoreRequest::scorer: 0 = the served model).
   static absl::StatusOr<std::shared_ptr<const JudgeRewardModel>> Create(
-      const Tokenizer* tokenizer, Rubric rubric = Rubric::Default());
+      const Tokenizer* tokenizer, Rubric rubric = Rubric::Default(), int scorer = 0);
   // The rubric read from a template file (Rubric::Load's errors pass through).
   static absl::StatusOr<std::shared_ptr<const JudgeRewardModel>> CreateFromFile(
-      const Tokenizer* tokenizer, const std::string& rubric_path);
+      const Tokenizer* tokenizer, const std::string& rubric_path, int scorer = 0);
 
   // The judge's input for one pair.
   std::vector<int32_t> JudgePrompt(std::string_view prompt, std::string_view response) const;
@@ -56,13 +60,18 @@ class JudgeRewardModel final : public RewardModel {
   double Reward(const ScoreResult& result) const override;
 
  private:
-  JudgeRewardModel(const Tokenizer& tokenizer, Rubric rubric, int32_t yes, int32_t no)
-      : tokenizer_(tokenizer), rubric_(std::move(rubric)), yes_token_(yes), no_token_(no) {}
+  JudgeRewardModel(const Tokenizer& tokenizer, Rubric rubric, int32_t yes, int32_t no, int scorer)
+      : tokenizer_(tokenizer),
+        rubric_(std::move(rubric)),
+        yes_token_(yes),
+        no_token_(no),
+        scorer_(scorer) {}
 
   const Tokenizer& tokenizer_;
   const Rubric rubric_;
   const int32_t yes_token_;
   const int32_t no_token_;
+  const int scorer_;
 };
 
 }  // namespace alignserve

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "alignment/policy_report_keys.h"
 #include "kernels/status_macros.h"
 
 namespace alignserve {
@@ -57,8 +58,8 @@ PolicyResult LoopGuardPolicy::Finalize(std::span<const SequenceResult> seqs) {
   PolicyResult result = DecodingPolicy::Finalize(seqs);
   result.report = {
       {"loop_detected", loop_detected() ? 1.0 : 0.0},
-      {"tokens_generated", static_cast<double>(tokens_generated_)},
-      {"tokens_saved", static_cast<double>(tokens_saved_)},
+      {kReportTokensGenerated, static_cast<double>(tokens_generated_)},
+      {kReportTokensSaved, static_cast<double>(tokens_saved_)},
   };
   if (loop_detected()) {
     result.report.emplace_back("loop_detected_at_token", static_cast<double>(loop_at_token_));

@@ -14,6 +14,7 @@
 #include "alignment/loop_guard_policy.h"
 #include "alignment/plugin_policy.h"
 #include "alignment/policy_params.h"
+#include "alignment/prm_beam_search_policy.h"
 #include "alignment/self_consistency_policy.h"
 #include "kernels/status_macros.h"
 
@@ -56,9 +57,9 @@ PolicyOr MakeBestOfN(const std::string& name, int32_t n, std::optional<double> l
 }  // namespace
 
 const std::vector<std::string>& ImplementedPolicyNames() {
-  static const auto* names =
-      new std::vector<std::string>{"best_of_n", "soft_best_of_n",   "args",      "blockwise_cd",
-                                   "deepconf",  "self_consistency", "loop_guard"};
+  static const auto* names = new std::vector<std::string>{
+      "best_of_n",        "soft_best_of_n",  "args",      "blockwise_cd", "deepconf",
+      "self_consistency", "prm_beam_search", "loop_guard"};
   return *names;
 }
 
@@ -90,6 +91,10 @@ PolicyOr MakePolicy(std::string_view name, const nlohmann::json& params, const P
           return Upcast(DeepConfPolicy::Create(p));
         } else if constexpr (std::is_same_v<T, SelfConsistencyParams>) {
           return Upcast(SelfConsistencyPolicy::Create(p));
+        } else if constexpr (std::is_same_v<T, PrmBeamSearchParams>) {
+          RETURN_IF_ERROR(RequireRewardModel(parsed.name, deps));
+          return Upcast(PrmBeamSearchPolicy::Create(
+              PrmBeamSearchOptions{p, deps.prompt, deps.tokenizer}, deps.reward_model));
         } else if constexpr (std::is_same_v<T, LoopGuardParams>) {
           return Upcast(LoopGuardPolicy::Create(p));
         } else {

@@ -3,11 +3,11 @@
 // are parsed and validated by ParsePolicySpec (policy_params.h), so every
 // bad name or value is InvalidArgument with a message fit for a 400.
 //
-// Built: best_of_n, soft_best_of_n, args and blockwise_cd (scored by
-// PolicyDeps::reward_model), self_consistency, deepconf, loop_guard, and
-// any plugin policy in PolicyDeps::plugins (looked up first). The last
-// built-in, prm_beam_search, parses but returns Unimplemented, naming the
-// policies that exist.
+// Built: best_of_n, soft_best_of_n, args, blockwise_cd and prm_beam_search
+// (scored by PolicyDeps::reward_model), self_consistency, deepconf,
+// loop_guard, and any plugin policy in PolicyDeps::plugins (looked up
+// first): every built-in. A built-in added to policy_params.h before its
+// policy exists parses but returns Unimplemented, naming the policies that do.
 //
 // Thread-safety: MakePolicy is reentrant; PolicyDeps members must outlive
 // the policies made with them and be safe to use from the engine thread.

@@ -208,7 +208,12 @@ absl::StatusOr<PolicyParams> ParsePrmBeamSearch(const ParamReader& r) {
   p.beam_width = std::min(p.beam_width, p.n);
   RETURN_IF_ERROR(r.Int("beam_width", 1, p.n, &p.beam_width, absl::StrCat("n = ", p.n)));
   if (p.n % p.beam_width != 0) {
-    return r.Invalid("beam_width", absl::StrCat("a divisor of n = ", p.n), Json(p.beam_width));
+    const absl::Status bad =
+        r.Invalid("beam_width", absl::StrCat("a divisor of n = ", p.n), Json(p.beam_width));
+    if (r.Has("beam_width")) return bad;
+    // The default (2) meets an odd n the user chose: say which value failed.
+    return absl::InvalidArgumentError(
+        absl::StrCat(bad.message(), " (the default); give a beam_width that divides n"));
   }
   RETURN_IF_ERROR(r.String("delimiter", kMaxDelimiterBytes, &p.delimiter));
   return p;

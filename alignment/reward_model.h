@@ -8,8 +8,13 @@
 //
 // Kinds: `judge` (alignment/judge_reward_model.h): a causal LM reads a
 // rubric filled with the pair; reward = logprob("Yes") - logprob("No") of
-// its verdict token. The engine the policy runs on does the scoring, so with
-// no reward-model flags the served model itself is the judge.
+// its verdict token. With no reward-model flags the served model itself is
+// the judge (scorer 0, the engine the policy runs on). `score_head`
+// (alignment/score_head_reward_model.h): a sequence classifier (HF
+// LlamaForSequenceClassification) reads the pair as a chat; reward = its
+// label logit at the last token. Reward models with weights of their own
+// run on scorer engines (ScoreRequest::scorer), each with its own KV pool;
+// server/reward_models.h declares them from flags.
 //
 // Thread-safety: implementations are immutable after construction; Submit
 // and Reward are const and may be called from the engine thread of any

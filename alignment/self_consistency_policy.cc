@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "alignment/policy_report_keys.h"
 #include "alignment/vote.h"
 #include "kernels/status_macros.h"
 
@@ -101,10 +102,10 @@ PolicyResult SelfConsistencyPolicy::Finalize(std::span<const SequenceResult> seq
   if (chosen >= 0) result.choices.push_back(chosen);
   result.report = {
       {"samples_used", static_cast<double>(voters.size())},
-      {"samples_pruned", static_cast<double>(book_.Count(TraceState::kPruned))},
+      {kReportTracesPruned, static_cast<double>(book_.Count(TraceState::kPruned))},
       {"stopped_early", stopped_early_ ? 1.0 : 0.0},
-      {"tokens_generated", static_cast<double>(book_.tokens_generated())},
-      {"tokens_saved", static_cast<double>(book_.tokens_saved())},
+      {kReportTokensGenerated, static_cast<double>(book_.tokens_generated())},
+      {kReportTokensSaved, static_cast<double>(book_.tokens_saved())},
       {"winner_share", vote.share},
   };
   AppendVoteFigures(vote, &result.report);

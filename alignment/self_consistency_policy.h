@@ -25,7 +25,7 @@
 //
 // Result. The vote counts every finished sample (not the pruned ones), in
 // sample order; Finalize returns the first sample whose answer won, else
-// the first finished sample. Report figures: samples_used, samples_pruned,
+// the first finished sample. Report figures: samples_used, traces_pruned,
 // stopped_early (0/1), tokens_generated, tokens_saved (trace_book.h: an
 // upper-bound estimate), winner_share, votes:<answer> per distinct answer.
 //

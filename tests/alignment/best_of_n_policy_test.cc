@@ -133,6 +133,7 @@ TEST_CASE("best_of_n returns the sample with the highest judge score and reports
   CHECK(ReportValue(out, "num_sequences") == kN);
   CHECK(ReportValue(out, "num_scored") == kN);
   CHECK(ReportValue(out, "tokens_generated") == 10.0 * kN);
+  CHECK(ReportValue(out, "chosen_reward") == rewards[best]);
   REQUIRE(out.choices.size() == 1);
   CHECK(out.choices.at(0).tokens == oracle.samples[best].tokens);
   CHECK(out.choices.at(0).text == oracle.samples[best].text);

@@ -111,8 +111,8 @@ TEST_CASE(
   const std::vector<BlockRecord>& blocks = observed->blocks;
   REQUIRE(blocks.size() == 3);
   CHECK(ReportValue(out, "blocks_decoded") == 3);
-  CHECK(ReportValue(out, "candidates_scored") == 3 * kK);
-  CHECK(ReportValue(out, "candidates_pruned") == 2 * (kK - 1));
+  CHECK(ReportValue(out, "num_scored") == 3 * kK);
+  CHECK(ReportValue(out, "traces_pruned") == 2 * (kK - 1));
   CHECK(ReportValue(out, "tokens_generated") == kK * kMaxTokens);
 
   // Block 0's candidates are the base distribution's samples: a plain
@@ -157,6 +157,7 @@ TEST_CASE(
     CHECK(ReportValue(out, "reward_" + std::to_string(i)) == blocks[2].rewards[i]);
   }
   CHECK(ReportValue(out, "chosen_index") == static_cast<double>(blocks[2].winner));
+  CHECK(ReportValue(out, "chosen_reward") == blocks[2].rewards[blocks[2].winner]);
 }
 
 TEST_CASE("blockwise_cd rejects out-of-range k and m and a missing reward model") {

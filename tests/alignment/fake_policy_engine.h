@@ -225,6 +225,9 @@ class RecordingPolicy : public DecodingPolicy {
   PolicyResult result;
 
   PolicySpec Spec() const override { return inner_->Spec(); }
+  void OnScores(std::span<const ScoreResult> scores, PolicyContext& ctx) override {
+    inner_->OnScores(scores, ctx);
+  }
   void OnStep(PolicyContext& ctx) override { inner_->OnStep(ctx); }
   void OnLogits(std::span<LogitsView> seqs, PolicyContext& ctx) override {
     inner_->OnLogits(seqs, ctx);

@@ -56,7 +56,7 @@ TEST_CASE("the reward is logprob(Yes) - logprob(No), NaN for a failed score") {
   auto judge = JudgeRewardModel::Create(&Tok());
   REQUIRE(judge.ok());
   ScoreResult ok;
-  ok.logprobs = {-0.25f, -2.5f};
+  ok.values = {-0.25f, -2.5f};
   CHECK((*judge)->Reward(ok) == Approx(2.25));
   ScoreResult failed;
   failed.status = absl::AbortedError("gone");

@@ -1,7 +1,7 @@
 // MakePolicy: builds the implemented policies with their parsed parameters
 // (visible through their PolicySpec), the reward-guided ones only with a
-// reward model, passes ParsePolicySpec's InvalidArgument through, and names
-// what exists for the policies not built yet.
+// reward model, passes ParsePolicySpec's InvalidArgument through, and builds
+// every built-in.
 #include "alignment/policy_factory.h"
 
 #include <catch2/catch.hpp>
@@ -13,6 +13,7 @@
 #include "alignment/blockwise_cd_policy.h"
 #include "alignment/plugin_policy.h"
 #include "alignment/policy_params.h"
+#include "alignment/prm_beam_search_policy.h"
 
 namespace alignserve {
 namespace {
@@ -100,8 +101,25 @@ TEST_CASE("MakePolicy builds args and blockwise_cd over the given reward model")
   CHECK((*cd)->Spec().boundary_every == 4);
 }
 
+TEST_CASE("MakePolicy builds prm_beam_search over the given reward model") {
+  auto beams = MakePolicy("prm_beam_search", Json{{"n", 6}, {"beam_width", 3}, {"delimiter", "\n"}},
+                          WithReward());
+  REQUIRE(beams.ok());
+  CHECK(dynamic_cast<PrmBeamSearchPolicy*>(beams->get()) != nullptr);
+  CHECK((*beams)->Spec().num_sequences == 6);
+  CHECK((*beams)->Spec().boundary_delimiter == "\n");
+  CHECK((*beams)->Spec().boundary_every == 0);
+  auto defaults = MakePolicy("prm_beam_search", nullptr, WithReward());
+  REQUIRE(defaults.ok());
+  CHECK((*defaults)->Spec().num_sequences == 8);
+  CHECK((*defaults)->Spec().boundary_delimiter == "\n\n");
+  CHECK(absl::IsInvalidArgument(
+      MakePolicy("prm_beam_search", Json{{"n", 6}, {"beam_width", 4}}, WithReward()).status()));
+}
+
 TEST_CASE("MakePolicy refuses the reward-guided policies without a reward model") {
-  for (const char* name : {"best_of_n", "soft_best_of_n", "args", "blockwise_cd"}) {
+  for (const char* name :
+       {"best_of_n", "soft_best_of_n", "args", "blockwise_cd", "prm_beam_search"}) {
     INFO(name);
     auto made = MakePolicy(name, nullptr, {});
     REQUIRE(absl::IsInvalidArgument(made.status()));
@@ -115,21 +133,15 @@ TEST_CASE("MakePolicy refuses the reward-guided policies without a reward model"
   CHECK(std::string(bad.status().message()).find("'n'") != std::string::npos);
 }
 
-TEST_CASE("MakePolicy names the implemented policies for those not built yet") {
-  CHECK(ImplementedPolicyNames() == std::vector<std::string>{"best_of_n", "soft_best_of_n", "args",
-                                                             "blockwise_cd", "deepconf",
-                                                             "self_consistency", "loop_guard"});
-  for (const char* name : {"prm_beam_search"}) {
-    auto made = MakePolicy(name, nullptr, WithReward());
+TEST_CASE("MakePolicy builds every built-in policy") {
+  CHECK(ImplementedPolicyNames() == BuiltinPolicyNames());
+  for (const std::string& name : BuiltinPolicyNames()) {
     INFO(name);
-    REQUIRE(absl::IsUnimplemented(made.status()));
-    const std::string message(made.status().message());
-    CHECK(message.find(name) != std::string::npos);
-    for (const std::string& built : ImplementedPolicyNames()) {
-      CHECK(message.find(built) != std::string::npos);
-    }
+    auto made = MakePolicy(name, nullptr, WithReward());
+    REQUIRE(made.ok());
+    CHECK(*made != nullptr);
   }
-  // Their parameters are still validated first: a bad one is a 400.
+  // Parameters are validated first: a bad one is a 400.
   CHECK(absl::IsInvalidArgument(MakePolicy("args", Json{{"k", 0}}, WithReward()).status()));
   CHECK(absl::IsInvalidArgument(MakePolicy("best_of_n", Json{{"n", 0}}, WithReward()).status()));
 }

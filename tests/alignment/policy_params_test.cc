@@ -161,6 +161,11 @@ TEST_CASE("out-of-range values are rejected naming the range", "[policy_params]"
   RequireRejected("prm_beam_search", Json{{"n", 8}, {"beam_width", 3}},
                   {"'beam_width'", "divisor of n = 8"});
   RequireRejected("prm_beam_search", Json{{"n", 8}, {"beam_width", 9}}, {"[1, n = 8]"});
+  // An odd n with the default beam_width (2) names the default as the culprit.
+  RequireRejected("prm_beam_search", Json{{"n", 5}},
+                  {"'prm_beam_search'", "'beam_width'", "divisor of n = 5", "got 2 (the default)"});
+  REQUIRE(ParseOk<PrmBeamSearchParams>("prm_beam_search", Json{{"n", 5}, {"beam_width", 5}})
+              .beam_width == 5);
   RequireRejected("prm_beam_search", Json{{"delimiter", ""}}, {"'delimiter'", "1 to 64 bytes"});
   RequireRejected("prm_beam_search", Json{{"delimiter", std::string(65, '-')}}, {"1 to 64 bytes"});
   RequireRejected("loop_guard", Json{{"window", 16}, {"ngram", 17}}, {"'ngram'", "window = 16"});

@@ -71,7 +71,7 @@ TEST_CASE("ESC stops after the first unanimous window and prunes the held-back s
     CHECK(engine.state(i).end_step == 9);
   }
   CHECK(Figure(result, "samples_used") == 4);
-  CHECK(Figure(result, "samples_pruned") == 4);
+  CHECK(Figure(result, "traces_pruned") == 4);
   CHECK(Figure(result, "stopped_early") == 1);
   CHECK(Figure(result, "tokens_generated") == 10 + 3 + 5 + 4 + 4);
   CHECK(Figure(result, "tokens_saved") == 4 * (kMaxTokens - 1));
@@ -95,7 +95,7 @@ TEST_CASE("ESC releases the next window when one disagrees, and votes over all f
   }
   for (size_t i = 8; i < 12; ++i) CHECK(engine.state(i).out.size() == 1);
   CHECK(Figure(result, "samples_used") == 8);
-  CHECK(Figure(result, "samples_pruned") == 4);
+  CHECK(Figure(result, "traces_pruned") == 4);
   CHECK(Figure(result, "votes:1") == 1);
   CHECK(Figure(result, "votes:2") == 7);
   CHECK(Figure(result, "winner_share") == Approx(7.0 / 8));
@@ -148,7 +148,7 @@ TEST_CASE("the Beta rule stops at the sample its formula says, mid-window") {
   }
   CHECK(engine.state(9).out.size() == 1);
   CHECK(Figure(result, "samples_used") == 7);
-  CHECK(Figure(result, "samples_pruned") == 3);
+  CHECK(Figure(result, "traces_pruned") == 3);
   CHECK(Figure(result, "tokens_saved") == 2 * (kMaxTokens - 2) + (kMaxTokens - 1));
   CHECK(result.choices == std::vector<int64_t>{FakePolicyEngine::Id(0)});
 }
@@ -218,7 +218,7 @@ TEST_CASE("ESC on SmolLM2: identical greedy samples stop after one window, block
   const double len = static_cast<double>(want.tokens.size());
   CHECK(got.report ==
         std::vector<std::pair<std::string, double>>{{"samples_used", 2},
-                                                    {"samples_pruned", 4},
+                                                    {"traces_pruned", 4},
                                                     {"stopped_early", 1},
                                                     {"tokens_generated", 2 * len + 4},
                                                     {"tokens_saved", 4.0 * (kE2eMaxTokens - 1)},
@@ -261,7 +261,7 @@ size_t CheckSeededEsc(uint64_t seed) {
   const PolicyResult result{{}, got.report};
   CHECK(got.choices.at(0).tokens == samples[chosen].tokens);
   CHECK(Figure(result, "samples_used") == static_cast<double>(used));
-  CHECK(Figure(result, "samples_pruned") == static_cast<double>(kN - used));
+  CHECK(Figure(result, "traces_pruned") == static_cast<double>(kN - used));
   CHECK(Figure(result, "votes:" + winner.value_or("")) == counts[winner.value_or("")]);
   double generated = static_cast<double>(kN - used);  // the held-back first tokens
   for (size_t i = 0; i < used; ++i) generated += static_cast<double>(samples[i].tokens.size());
