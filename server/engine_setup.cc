@@ -76,10 +76,13 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device) 
 }
 
 absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int cpu_num_blocks,
-                                                       uint64_t seed) {
+                                                       uint64_t seed, bool fault_injection) {
   RETURN_IF_ERROR(CheckEngineFlags(f));
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(f.device));
-  ASSIGN_OR_RETURN(const FaultSpec faults, FaultSpecFromEnv());
+  FaultSpec faults;
+  if (fault_injection) {
+    ASSIGN_OR_RETURN(faults, FaultSpecFromEnv());
+  }
   const auto t0 = std::chrono::steady_clock::now();
   if (faults.load_delay_ms > 0 || faults.any_forward_fault()) {
     std::fprintf(stderr, "alignserve: FAULT INJECTION ON (%s, test only): %s\n", kFaultInjectEnv,

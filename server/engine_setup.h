@@ -51,9 +51,10 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device);
 // sizes them from --kv-cache-gib.
 // Progress and the KV plan go to stderr. Test only: ALIGNSERVE_FAULT_INJECT
 // (server/fault_injecting_model.h) delays the load and wraps the model in a
-// FaultInjectingModel; InvalidArgument when its value does not parse.
+// FaultInjectingModel (fault_injection false: never, as for reward models);
+// InvalidArgument when its value does not parse.
 absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int cpu_num_blocks,
-                                                       uint64_t seed);
+                                                       uint64_t seed, bool fault_injection = true);
 
 }  // namespace alignserve
 

@@ -188,6 +188,8 @@ void GenerationJob::RecordFinished(const Submission& s, FinishReason reason) {
   }
   r.e2e_seconds = std::chrono::duration<double>(s.last_event - s.submitted).count();
   r.inter_token_seconds = s.gaps;
+  r.policy = request_.policy_name;
+  r.policy_report = s.policy_report;
   metrics_->OnRequestFinished(r);
 }
 

@@ -8,7 +8,7 @@
 // A client that goes away aborts every engine request of the job; an
 // engine error ends the answer with the error (a status code when nothing
 // was sent yet, else an SSE error event and [DONE]). Each finished engine
-// request is recorded in the serving metrics.
+// request is recorded in the serving metrics (with its policy's report).
 //
 // Policy requests (OpenAiRequest::policies): each prompt is submitted with
 // its own DecodingPolicy. The engine streams nothing while a policy runs and

@@ -30,12 +30,20 @@ GenerateWriter* GenerateCall::Start(OpenAiRequest request, AsyncEngine& engine,
                                     AdmissionCounter::Slot slot) {
   const int prompt_tokens = static_cast<int>(request.prompts[0].size());
   const auto submitted = std::chrono::steady_clock::now();
-  absl::StatusOr<std::shared_ptr<RequestStream>> stream =
-      engine.Submit(std::move(request.prompts[0]), request.params);
+  absl::StatusOr<std::shared_ptr<RequestStream>> stream;
+  if (request.policies.empty()) {
+    stream = engine.Submit(std::move(request.prompts[0]), request.params);
+  } else {
+    RequestParams params;
+    params.sampling = request.params;
+    params.policy = std::move(request.policies[0]);  // the engine thread owns it from here on
+    stream = engine.Submit(std::move(request.prompts[0]), std::move(params));
+  }
   if (!stream.ok()) return FinishedGenerateWriter(ToGrpcStatus(stream.status()));
   auto call = std::make_shared<GenerateCall>(engine, tokenizer, executor, max_unread_events,
                                              prompt_tokens, std::move(metrics));
   call->submitted_ = submitted;
+  call->policy_name_ = std::move(request.policy_name);
   call->slot_ = std::move(slot);
   call->stream_ = std::move(*stream);
   call->self_ = call;
@@ -145,6 +153,8 @@ void GenerateCall::Merge(StreamEvent& event) {
     }
     r.e2e_seconds = std::chrono::duration<double>(last_event_ - submitted_).count();
     r.inter_token_seconds = gaps_;
+    r.policy = policy_name_;
+    r.policy_report = event.policy_report;
     metrics_->OnRequestFinished(r);
   }
   if (event.finished) {
@@ -154,6 +164,12 @@ void GenerateCall::Merge(StreamEvent& event) {
     last.set_finished(true);
     last.mutable_usage()->set_prompt_tokens(prompt_tokens_);
     last.mutable_usage()->set_completion_tokens(completion_tokens_);
+    if (!policy_name_.empty()) {
+      v1::AlignmentReport* alignment = last.mutable_alignment();
+      alignment->set_policy(policy_name_);
+      auto& report = *alignment->mutable_report();
+      for (const auto& [key, value] : event.policy_report) report[key] = value;
+    }
   }
 }
 

@@ -17,6 +17,10 @@
 // A cancelled RPC (client gone, deadline) aborts the engine request too.
 // The last message has `finished` and `usage`; an engine error ends the RPC
 // with that error's status after the messages already built.
+// Policy requests (OpenAiRequest::policies): the engine streams nothing while
+// the policy runs, then each chosen completion whole (index = its place among
+// the policy's choices); the last message also carries the policy's name and
+// report (GenerateResponse.alignment), which the serving metrics record.
 //
 // Thread-safety: all state is touched on the SerialExecutor's thread only;
 // gRPC reactions (OnWriteDone, OnCancel, OnDone) and the notify hook post
@@ -31,6 +35,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "alignserve/v1/alignserve.pb.h"
@@ -50,8 +55,9 @@ GenerateWriter* FinishedGenerateWriter(const grpc::Status& status);
 
 class GenerateCall : public GenerateWriter, public std::enable_shared_from_this<GenerateCall> {
  public:
-  // Submits `request` (one prompt, params validated) and returns the
-  // reactor for gRPC; a submission the engine refuses finishes at once.
+  // Submits `request` (one prompt, params validated, its policy if any) and
+  // returns the reactor for gRPC; a submission the engine refuses finishes
+  // at once.
   // `engine`, `tokenizer` and `executor` must outlive every call.
   static GenerateWriter* Start(OpenAiRequest request, AsyncEngine& engine,
                                const Tokenizer* tokenizer, SerialExecutor& executor,
@@ -91,6 +97,7 @@ class GenerateCall : public GenerateWriter, public std::enable_shared_from_this<
   bool finishing_ = false;    // Finish was called
   grpc::Status final_status_;
   int32_t completion_tokens_ = 0;
+  std::string policy_name_;  // "" : no policy
   // Timing for the serving metrics, from the engine's event times.
   std::shared_ptr<ServingMetrics> metrics_;
   std::chrono::steady_clock::time_point submitted_, first_token_, last_event_;

@@ -1,11 +1,13 @@
 #include "server/grpc_request.h"
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/struct.pb.h"
 #include "kernels/status_macros.h"
 #include "models/tokenizer/utf8.h"
 #include "server/api_error.h"
@@ -90,6 +92,60 @@ absl::Status PutSampling(const v1::SamplingParameters& s, bool chat, json& body)
   return absl::OkStatus();
 }
 
+// A Struct value as the JSON the HTTP API would have received. Struct
+// numbers are doubles: integral ones become JSON integers, which the
+// policies' integer parameters require (policy_params.h). Nesting is bounded
+// by the message size limit and protobuf's own recursion limit.
+absl::StatusOr<json> JsonOf(const google::protobuf::Value& value) {
+  constexpr double kExactIntegers = 9007199254740992.0;  // 2^53
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kNumberValue: {
+      const double v = value.number_value();
+      if (!std::isfinite(v)) {
+        return InvalidParamError("alignment",
+                                 absl::StrCat("params must hold finite numbers, got ", v));
+      }
+      if (v == std::floor(v) && std::fabs(v) < kExactIntegers) return json(static_cast<int64_t>(v));
+      return json(v);
+    }
+    case google::protobuf::Value::kStringValue:
+      return json(value.string_value());
+    case google::protobuf::Value::kBoolValue:
+      return json(value.bool_value());
+    case google::protobuf::Value::kStructValue: {
+      json out = json::object();
+      for (const auto& [key, field] : value.struct_value().fields()) {
+        ASSIGN_OR_RETURN(out[key], JsonOf(field));
+      }
+      return out;
+    }
+    case google::protobuf::Value::kListValue: {
+      json out = json::array();
+      for (const google::protobuf::Value& item : value.list_value().values()) {
+        ASSIGN_OR_RETURN(json converted, JsonOf(item));
+        out.push_back(std::move(converted));
+      }
+      return out;
+    }
+    default:  // null_value, or no kind set
+      return json(nullptr);
+  }
+}
+
+// GenerateRequest.alignment as the HTTP API's "alignment" object, so that
+// it is read and built by the same code (server/alignment_spec.h).
+absl::Status PutAlignment(const v1::Alignment& alignment, json& body) {
+  json object = {{"policy", alignment.policy()}};
+  if (alignment.has_params()) {
+    google::protobuf::Value params;
+    *params.mutable_struct_value() = alignment.params();
+    ASSIGN_OR_RETURN(object["params"], JsonOf(params));
+  }
+  if (!alignment.reward_model().empty()) object["reward_model"] = alignment.reward_model();
+  body["alignment"] = std::move(object);
+  return absl::OkStatus();
+}
+
 std::string ValidUtf8(const std::string& bytes) {
   if (IsValidUtf8(bytes)) return bytes;
   std::string out;
@@ -126,6 +182,7 @@ absl::StatusOr<OpenAiRequest> ParseGrpcGenerate(const v1::GenerateRequest& reque
   if (request.has_skip_special_tokens()) {
     body["skip_special_tokens"] = request.skip_special_tokens();
   }
+  if (request.has_alignment()) RETURN_IF_ERROR(PutAlignment(request.alignment(), body));
   const std::string text = body.dump();
   absl::StatusOr<OpenAiRequest> parsed =
       chat ? ParseChatRequest(text, ctx) : ParseCompletionRequest(text, ctx);

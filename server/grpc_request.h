@@ -6,7 +6,10 @@
 // rendering and SamplingParams::Validate, and an error names the same field.
 // The few names that differ are restated in gRPC's terms: the input field
 // ("text" / "token_ids" where HTTP says "prompt") and chat "logprobs" (HTTP's
-// "top_logprobs").
+// "top_logprobs"). GenerateRequest.alignment becomes HTTP's "alignment"
+// object (params: the Struct as JSON, integral numbers as integers), so it
+// is built by the same ApplyAlignment (server/alignment_spec.h), with the
+// same default policy, "none", errors (param "alignment") and n check.
 //
 // Floats are checked here first: JSON has no NaN or Inf, so they would
 // otherwise turn into null, which the parsers read as "absent".

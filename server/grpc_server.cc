@@ -62,10 +62,16 @@ class AlignServeService final : public v1::AlignServe::CallbackService {
                        : std::make_shared<AdmissionCounter>(options.max_queued_requests)) {
     context_.served_model_name = options.served_model_name;
     context_.chat_template = options.chat_template;
+    context_.policy_plugins = options.policy_plugins;
+    context_.default_alignment = options.default_alignment;
   }
 
-  void SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len, int vocab_size) {
+  void SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len, int vocab_size,
+                 std::shared_ptr<const RewardModel> reward_model,
+                 const RewardModelSet* reward_models) {
     engine_ = engine;
+    context_.reward_model = std::move(reward_model);
+    context_.reward_models = reward_models;
     context_.text = text;
     context_.max_model_len = max_model_len;
     context_.vocab_size = vocab_size;
@@ -197,8 +203,10 @@ absl::Status GrpcServer::Start() {
 }
 
 void GrpcServer::SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len,
-                           int vocab_size) {
-  service_->SetEngine(engine, text, max_model_len, vocab_size);
+                           int vocab_size, std::shared_ptr<const RewardModel> reward_model,
+                           const RewardModelSet* reward_models) {
+  service_->SetEngine(engine, text, max_model_len, vocab_size, std::move(reward_model),
+                      reward_models);
   if (server_ == nullptr) return;
   if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
     health->SetServingStatus(true);

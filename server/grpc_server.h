@@ -1,6 +1,7 @@
 // GrpcServer: the gRPC front end of `alignserve serve`: the alignserve.v1
 // AlignServe service (proto/alignserve/v1/alignserve.proto) over the same
-// AsyncEngine, parsers and chat template as the HTTP API, plus the standard
+// AsyncEngine, parsers, chat template, alignment policies (plugins, judge
+// reward model, default policy) as the HTTP API, plus the standard
 // grpc.health.v1.Health service and server reflection.
 //
 // Life cycle mirrors OpenAiServer: Start listens at once; until SetEngine
@@ -23,12 +24,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
+#include "alignment/plugin_policy.h"
+#include "alignment/reward_model.h"
 #include "engine/async_engine.h"
 #include "models/model_text.h"
+#include "server/alignment_spec.h"
+#include "server/reward_models.h"
 
 namespace grpc {
 class Server;
@@ -55,6 +61,11 @@ struct GrpcServerOptions {
   int64_t max_unread_events = 1024;
   // Per-request figures, shared with the HTTP front end (may be null).
   std::shared_ptr<ServingMetrics> metrics;
+  // Policies loaded by --policy-plugin, by name; not owned, must outlive the
+  // server. Null: none.
+  const std::map<std::string, std::shared_ptr<PolicyPlugin>>* policy_plugins = nullptr;
+  // The policy of requests that name none (--default-policy); empty: none.
+  AlignmentSpec default_alignment;
 };
 
 class AlignServeService;
@@ -71,8 +82,11 @@ class GrpcServer {
   int port() const { return port_; }
 
   // The model is loaded: methods open, health turns SERVING. `engine` and
-  // `text` must outlive Shutdown.
-  void SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len, int vocab_size);
+  // `text` must outlive Shutdown. `reward_model` scores the reward-guided
+  // policies of GenerateRequest.alignment (null: those are INVALID_ARGUMENT).
+  void SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len, int vocab_size,
+                 std::shared_ptr<const RewardModel> reward_model = nullptr,
+                 const RewardModelSet* reward_models = nullptr);
   void SetDraining();
   // Waits for open RPCs up to `deadline`, cancels the rest, stops.
   void Shutdown(std::chrono::milliseconds deadline);

@@ -72,9 +72,10 @@ absl::Status ReadSamplingFields(const nlohmann::json& body, const ServeContext& 
 absl::StatusOr<std::string> RenderChatMessages(const nlohmann::json* messages,
                                                bool add_generation_prompt, const ServeContext& ctx);
 
-// The `policy` extension field (server/openai_request.h): builds
-// req->policies, one per prompt, so call it once the prompts are read.
-// Absent or null: no policy.
+// The `alignment` object or its `policy` shorthand (server/openai_request.h):
+// builds req->policies, one per prompt, through ApplyAlignment
+// (server/alignment_spec.h), so call it once the prompts are read. Both
+// absent or null: the server's default policy (none unless configured).
 absl::Status ReadPolicyField(const nlohmann::json& body, const ServeContext& ctx,
                              OpenAiRequest* req);
 

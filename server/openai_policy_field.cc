@@ -1,15 +1,19 @@
 // The `alignment` extension object of /v1/completions and
 // /v1/chat/completions ({"policy", "params", "reward_model"}), and its
 // shorthand `policy` field ("NAME" or {"name", "params"}) (declared in
-// server/openai_fields.h, specified in server/openai_request.h).
-// The policy is built here, at parse time, so that every error it can raise
-// is the request's 400 before anything reaches the engine.
+// server/openai_fields.h, specified in server/openai_request.h), read into
+// an AlignmentSpec and built by ApplyAlignment (server/alignment_spec.h),
+// as the gRPC front end's alignment is. The policy is built here, at parse
+// time, so that every error it can raise is the request's 400 before
+// anything reaches the engine.
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "alignment/policy_factory.h"
 #include "kernels/status_macros.h"
+#include "server/alignment_spec.h"
 #include "server/openai_fields.h"
 
 namespace alignserve {
@@ -53,9 +57,9 @@ std::string RewardPrompt(const json& body, const OpenAiRequest& req, size_t prom
 }
 
 // "policy": "NAME" | {"name": "NAME", "params": {...} | null}.
-absl::Status ReadPolicySpec(const json& field, std::string* name, json* params) {
+absl::Status ReadPolicySpec(const json& field, AlignmentSpec* spec) {
   if (field.is_string()) {
-    *name = field.get<std::string>();
+    spec->policy = field.get<std::string>();
     return absl::OkStatus();
   }
   if (!field.is_object()) {
@@ -76,16 +80,15 @@ absl::Status ReadPolicySpec(const json& field, std::string* name, json* params) 
   if (name_field == nullptr || !name_field->is_string()) {
     return InvalidParamError(kParam, "name is required and must be a string");
   }
-  *name = name_field->get<std::string>();
+  spec->policy = name_field->get<std::string>();
   const json* params_field = FindField(field, "params");
-  if (params_field != nullptr) *params = *params_field;
+  if (params_field != nullptr) spec->params = *params_field;
   return absl::OkStatus();
 }
 
 // "alignment": {"policy": "NAME", "params": {...} | null, "reward_model":
 // "judge"} (issue 5's shape, sent by OpenAI clients through extra_body).
-// The served model is the one reward model ("judge") for now.
-absl::Status ReadAlignmentObject(const json& field, std::string* name, json* params) {
+absl::Status ReadAlignmentObject(const json& field, AlignmentSpec* spec) {
   constexpr char kAlignment[] = "alignment";
   if (!field.is_object()) {
     return InvalidParamError(kAlignment, absl::StrCat("must be an object {\"policy\", \"params\", "
@@ -106,14 +109,14 @@ absl::Status ReadAlignmentObject(const json& field, std::string* name, json* par
   if (policy == nullptr || !policy->is_string()) {
     return InvalidParamError(kAlignment, "policy is required and must be a string");
   }
-  *name = policy->get<std::string>();
-  if (const json* p = FindField(field, "params"); p != nullptr) *params = *p;
+  spec->policy = policy->get<std::string>();
+  if (const json* p = FindField(field, "params"); p != nullptr) spec->params = *p;
   if (const json* reward = FindField(field, "reward_model"); reward != nullptr) {
-    if (!reward->is_string() || reward->get<std::string>() != "judge") {
-      return InvalidParamError(kAlignment,
-                               "reward_model must be \"judge\" (the served model reading "
-                               "the rubric), the only reward model this server declares");
+    if (!reward->is_string()) {
+      return InvalidParamError(
+          kAlignment, absl::StrCat("reward_model must be a string, got ", JsonTypeName(*reward)));
     }
+    spec->reward_model = reward->get<std::string>();
   }
   return absl::OkStatus();
 }
@@ -123,38 +126,20 @@ absl::Status ReadAlignmentObject(const json& field, std::string* name, json* par
 absl::Status ReadPolicyField(const json& body, const ServeContext& ctx, OpenAiRequest* req) {
   const json* field = FindField(body, kParam);
   const json* alignment = FindField(body, "alignment");
-  if (field == nullptr && alignment == nullptr) return absl::OkStatus();
   if (field != nullptr && alignment != nullptr) {
     return InvalidParamError("alignment", "give either alignment or policy, not both");
   }
-  std::string name;
-  json params = nullptr;
+  std::optional<AlignmentSpec> spec;
   if (alignment != nullptr) {
-    RETURN_IF_ERROR(ReadAlignmentObject(*alignment, &name, &params));
-  } else {
-    RETURN_IF_ERROR(ReadPolicySpec(*field, &name, &params));
+    RETURN_IF_ERROR(ReadAlignmentObject(*alignment, &spec.emplace()));
+  } else if (field != nullptr) {
+    RETURN_IF_ERROR(ReadPolicySpec(*field, &spec.emplace()));
   }
-  if (req->params.n != 1) {
-    return InvalidParamError(
-        "n", absl::StrCat("must be 1 with a policy (the policy's params set its sample count), "
-                          "got ",
-                          req->params.n));
-  }
+  std::vector<std::string> reward_prompts;
   for (size_t i = 0; i < req->prompts.size(); ++i) {
-    PolicyDeps deps;
-    deps.reward_model = ctx.reward_model;
-    deps.tokenizer = ctx.text->tokenizer.get();
-    deps.prompt = RewardPrompt(body, *req, i);
-    deps.plugins = ctx.policy_plugins;
-    absl::StatusOr<std::shared_ptr<DecodingPolicy>> policy = MakePolicy(name, params, deps);
-    if (!policy.ok()) {
-      return ParamError(policy.status().code(), alignment != nullptr ? "alignment" : kParam,
-                        std::string(policy.status().message()));
-    }
-    req->policies.push_back(std::move(*policy));
+    reward_prompts.push_back(RewardPrompt(body, *req, i));
   }
-  req->policy_name = std::move(name);
-  return absl::OkStatus();
+  return ApplyAlignment(spec, reward_prompts, ctx, field != nullptr ? kParam : "alignment", req);
 }
 
 }  // namespace alignserve

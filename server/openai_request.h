@@ -16,13 +16,15 @@
 // {"policy": NAME, "params": {...}, "reward_model": "judge"} (OpenAI clients
 // send it through extra_body), or the shorthand "policy": "NAME" |
 // {"name": NAME, "params": {...}}, builds one DecodingPolicy per prompt with
-// MakePolicy (alignment/policy_factory.h), scored by ServeContext::
-// reward_model. Every policy error has param "alignment" (or "policy" for
-// the shorthand): unknown names,
-// params, types and ranges, and a reward-guided policy without a reward
-// model are InvalidArgument; built-in policies not implemented yet are
-// Unimplemented (both 400). A policy decides its own sample count, so n
-// (and best_of) above 1 with a policy is a 400 with param "n".
+// ApplyAlignment (server/alignment_spec.h), scored by ServeContext::
+// reward_model. A request without either gets ServeContext::
+// default_alignment (serve --default-policy); policy "none" opts out. Every
+// policy error has param "alignment" (or "policy" for the shorthand):
+// unknown names, params, types and ranges, and a reward-guided policy
+// without a reward model are InvalidArgument; built-in policies not
+// implemented yet are Unimplemented (both 400). A policy decides its own
+// sample count, so n (and best_of) above 1 with a policy is a 400 with
+// param "n".
 //
 // Null counts as absent for every field. Integer fields accept integral
 // floats (5.0), as the OpenAI / vLLM servers' pydantic models do.
@@ -54,7 +56,9 @@
 #include "engine/sampling_params.h"
 #include "models/model_text.h"
 #include "nlohmann/json.hpp"
+#include "server/alignment_spec.h"
 #include "server/api_error.h"
+#include "server/reward_models.h"
 
 namespace alignserve {
 
@@ -74,8 +78,14 @@ struct ServeContext {
   // served model as a judge (alignment/judge_reward_model.h); null: those
   // policies are a 400.
   std::shared_ptr<const RewardModel> reward_model;
+  // The reward models a request may name (serve --reward-model, server/
+  // reward_models.h); not owned. Null: only "judge", which is reward_model.
+  const RewardModelSet* reward_models = nullptr;
   // Policies from --policy-plugin, by name; not owned (null: none).
   const std::map<std::string, std::shared_ptr<PolicyPlugin>>* policy_plugins = nullptr;
+  // What a request that names no alignment gets (serve --default-policy);
+  // an empty policy: plain sampling.
+  AlignmentSpec default_alignment;
 };
 
 enum class ApiKind { kCompletion, kChat };

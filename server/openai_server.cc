@@ -2,10 +2,13 @@
 
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "alignment/policy_factory.h"
 #include "server/generation_job.h"
 
 namespace alignserve {
@@ -56,12 +59,21 @@ std::string CleanPath(const std::string& target) {
   return path;
 }
 
+// Every policy a request can name: the built-in ones and the plugins.
+std::vector<std::string> ServedPolicies(const OpenAiServerOptions& options) {
+  std::vector<std::string> names = ImplementedPolicyNames();
+  if (options.policy_plugins != nullptr) {
+    for (const auto& [name, plugin] : *options.policy_plugins) names.push_back(name);
+  }
+  return names;
+}
+
 }  // namespace
 
 OpenAiServer::OpenAiServer(OpenAiServerOptions options)
     : options_(std::move(options)),
-      metrics_(
-          std::make_shared<ServingMetrics>(options_.served_model_name, options_.metrics_prefix)),
+      metrics_(std::make_shared<ServingMetrics>(options_.served_model_name, options_.metrics_prefix,
+                                                ServedPolicies(options_))),
       health_(options_.liveness_timeout),
       admission_(options_.admission != nullptr
                      ? options_.admission
@@ -69,14 +81,17 @@ OpenAiServer::OpenAiServer(OpenAiServerOptions options)
   context_.served_model_name = options_.served_model_name;
   context_.chat_template = options_.chat_template;
   context_.policy_plugins = options_.policy_plugins;
+  context_.default_alignment = options_.default_alignment;
 }
 
 OpenAiServer::~OpenAiServer() = default;
 
 void OpenAiServer::SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len,
-                             int vocab_size, std::shared_ptr<const RewardModel> reward_model) {
+                             int vocab_size, std::shared_ptr<const RewardModel> reward_model,
+                             const RewardModelSet* reward_models) {
   engine_ = engine;
   context_.reward_model = std::move(reward_model);
+  context_.reward_models = reward_models;
   context_.text = text;
   context_.max_model_len = max_model_len;
   context_.vocab_size = vocab_size;

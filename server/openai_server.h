@@ -53,6 +53,8 @@ struct OpenAiServerOptions {
   // Policies loaded by --policy-plugin, by name (the `alignment` field's
   // policy names); not owned, must outlive the server. Null: none.
   const std::map<std::string, std::shared_ptr<PolicyPlugin>>* policy_plugins = nullptr;
+  // The policy of requests that name none (--default-policy); empty: none.
+  AlignmentSpec default_alignment;
   // /health is 503 when the engine has work but made no progress for this
   // long, or while its forward passes fail (server/engine_health.h).
   std::chrono::milliseconds liveness_timeout{60'000};
@@ -68,7 +70,8 @@ class OpenAiServer {
   // `reward_model` scores the reward-guided policies of the `policy` field
   // (null: those are a 400).
   void SetEngine(AsyncEngine* engine, const ModelText* text, int max_model_len, int vocab_size,
-                 std::shared_ptr<const RewardModel> reward_model = nullptr);
+                 std::shared_ptr<const RewardModel> reward_model = nullptr,
+                 const RewardModelSet* reward_models = nullptr);
   // Shutdown began: new generation requests get 503; /ready turns false.
   void SetDraining();
 

@@ -10,8 +10,13 @@
 // aborted), and the process exits 0. The gRPC server starts right after
 // the HTTP one, reports SERVING on grpc.health.v1 once the model is loaded
 // and NOT_SERVING while draining, and stops after the engine has drained.
-// The served model is also the judge reward model of the `policy` extension
-// (best_of_n, soft_best_of_n), built once the model loads (--judge-rubric).
+// The served model is also the judge reward model of the `alignment`
+// extension (best_of_n, soft_best_of_n, args, blockwise_cd, prm_beam_search),
+// built once the model loads (--judge-rubric); --reward-model declares
+// reward models with weights of their own (server/reward_models.h), loaded
+// before the served model as scorer engines with their own KV pools. --default-policy gives every
+// request that names no policy one; it is checked, with the --policy-plugin libraries loaded,
+// before the HTTP port opens.
 #include <signal.h>
 
 #include <algorithm>
@@ -27,16 +32,20 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "alignment/judge_reward_model.h"
+#include "alignment/policy_factory.h"
 #include "engine/async_engine.h"
 #include "kernels/status_macros.h"
 #include "server/admission_counter.h"
+#include "server/alignment_spec.h"
 #include "server/cli_args.h"
 #include "server/commands.h"
 #include "server/engine_setup.h"
 #include "server/http_server.h"
 #include "server/openai_server.h"
+#include "server/reward_models.h"
 #include "server/serving_metrics.h"
 #ifdef ALIGNSERVE_HAVE_GRPC
 #include "server/grpc_server.h"
@@ -64,6 +73,9 @@ struct ServeFlags {
   std::string chat_template;   // a Jinja file replacing the model's template
   std::string judge_rubric;    // the judge's rubric template file; empty: the default
   std::string policy_plugins;  // NAME=path.so[,NAME=path.so...]
+  std::string default_policy;  // empty: plain sampling
+  std::string default_policy_params = "{}";
+  RewardModelFlags rewards;
   std::string metrics_prefix = kVllmStylePrefix;
   int max_request_kib = 8192;
   std::optional<uint64_t> seed;
@@ -88,6 +100,22 @@ absl::Status CheckFlags(const ServeFlags& f) {
         f.metrics_prefix, "'"));
   }
   RETURN_IF_ERROR(RequirePositive("max-request-kib", f.max_request_kib));
+  ASSIGN_OR_RETURN(const std::vector<RewardModelSpec> rewards,
+                   ParseRewardModelFlag(f.rewards.reward_models));
+  const std::string& default_reward = f.rewards.default_reward_model;
+  if (default_reward != "judge" &&
+      std::none_of(rewards.begin(), rewards.end(),
+                   [&](const RewardModelSpec& r) { return r.name == default_reward; })) {
+    return absl::InvalidArgumentError(absl::StrCat("--default-reward-model '", default_reward,
+                                                   "' is neither judge nor a --reward-model NAME"));
+  }
+  if (!(f.rewards.reward_gpu_memory_utilization > 0.0f &&
+        f.rewards.reward_gpu_memory_utilization < 1.0f)) {
+    return absl::InvalidArgumentError("--reward-gpu-memory-utilization must be in (0, 1)");
+  }
+  if (!(f.rewards.reward_kv_cache_gib > 0.0f)) {
+    return absl::InvalidArgumentError("--reward-kv-cache-gib must be > 0");
+  }
   if (f.engine.skip_tokenizer_init) {
     return absl::InvalidArgumentError(
         "serve needs the model's tokenizer for the OpenAI API; drop --skip-tokenizer-init");
@@ -149,6 +177,11 @@ absl::StatusOr<std::map<std::string, std::shared_ptr<PolicyPlugin>>> LoadPolicyP
       return absl::Status(plugin.status().code(),
                           absl::StrCat("--policy-plugin: ", plugin.status().message()));
     }
+    if (parsed->first == kNoPolicy) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--policy-plugin: '", kNoPolicy,
+                       "' means no policy in requests; give the plugin another NAME"));
+    }
     if (!plugins.emplace(parsed->first, *std::move(plugin)).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("--policy-plugin: '", parsed->first, "' is given twice"));
@@ -159,15 +192,22 @@ absl::StatusOr<std::map<std::string, std::shared_ptr<PolicyPlugin>>> LoadPolicyP
   return plugins;
 }
 
-absl::Status Serve(const ServeFlags& f) {
+// What serve loaded and checked before it starts: the --policy-plugin
+// libraries and the --default-policy they may name.
+struct ServePolicies {
+  std::map<std::string, std::shared_ptr<PolicyPlugin>> plugins;
+  AlignmentSpec default_alignment;
+};
+
+absl::Status Serve(const ServeFlags& f, const ServePolicies& policies) {
   const sigset_t stop_signals = BlockStopSignals();
   ASSIGN_OR_RETURN(const std::optional<ChatTemplate> chat_template,
                    LoadChatTemplate(f.chat_template));
   ASSIGN_OR_RETURN(Rubric judge_rubric, LoadJudgeRubric(f.judge_rubric));
-  ASSIGN_OR_RETURN(const auto policy_plugins, LoadPolicyPlugins(f.policy_plugins));
   OpenAiServerOptions server_options;
   server_options.chat_template = chat_template ? &*chat_template : nullptr;
-  server_options.policy_plugins = &policy_plugins;
+  server_options.policy_plugins = &policies.plugins;
+  server_options.default_alignment = policies.default_alignment;
   server_options.liveness_timeout = std::chrono::seconds(f.liveness_timeout);
   server_options.api_key = f.api_key;
   server_options.metrics_prefix = f.metrics_prefix;
@@ -205,6 +245,8 @@ absl::Status Serve(const ServeFlags& f) {
     grpc_options.max_unread_events = f.grpc_max_unread_events;
     grpc_options.metrics = api.metrics();
     grpc_options.chat_template = server_options.chat_template;
+    grpc_options.policy_plugins = server_options.policy_plugins;
+    grpc_options.default_alignment = server_options.default_alignment;
     grpc = std::make_unique<GrpcServer>(grpc_options);
     absl::Status started = grpc->Start();
     if (!started.ok() && f.grpc_port_given) return started;
@@ -218,18 +260,35 @@ absl::Status Serve(const ServeFlags& f) {
   }
 #endif
 
+  // Reward models with weights of their own load first: on a GPU they take
+  // up to --reward-gpu-memory-utilization, and the served model's
+  // --gpu-memory-utilization caps the total.
+  ASSIGN_OR_RETURN(const std::vector<RewardModelSpec> reward_specs,
+                   ParseRewardModelFlag(f.rewards.reward_models));
+  ASSIGN_OR_RETURN(std::vector<std::unique_ptr<LlmEngine>> scorers,
+                   BuildScorerEngines(reward_specs, f.engine, f.rewards));
   ASSIGN_OR_RETURN(std::unique_ptr<LlmEngine> llm, BuildEngine(f.engine, 0, f.seed.value_or(0)));
   const ModelText* text = &llm->text();
   const int max_model_len = llm->config().scheduler.max_model_len;
   const int vocab = llm->vocab_size();
-  // The reward model of the `policy` extension: the served model as a judge
-  // (alignment/judge_reward_model.h), made once and shared by every request.
-  ASSIGN_OR_RETURN(std::shared_ptr<const RewardModel> judge,
-                   JudgeRewardModel::Create(text->tokenizer.get(), std::move(judge_rubric)));
+  // The reward models of the `alignment` extension: "judge" (the served
+  // model reading the rubric) and each --reward-model, attached to the
+  // served engine as scorers; made once and shared by every request.
+  ASSIGN_OR_RETURN(std::unique_ptr<RewardModelSet> reward_models,
+                   RewardModelSet::Create(*llm, std::move(scorers), reward_specs, judge_rubric,
+                                          f.rewards.default_reward_model));
+  for (const RewardModelSpec& spec : reward_specs) {
+    std::fprintf(stderr, "alignserve: reward model '%s' (%s) from %s\n", spec.name.c_str(),
+                 spec.kind.c_str(), spec.path.c_str());
+  }
+  ASSIGN_OR_RETURN(const std::shared_ptr<const RewardModel> default_reward,
+                   reward_models->Find(""));
   ASSIGN_OR_RETURN(std::unique_ptr<AsyncEngine> engine, AsyncEngine::Create(std::move(llm)));
-  api.SetEngine(engine.get(), text, max_model_len, vocab, std::move(judge));
+  api.SetEngine(engine.get(), text, max_model_len, vocab, default_reward, reward_models.get());
 #ifdef ALIGNSERVE_HAVE_GRPC
-  if (grpc) grpc->SetEngine(engine.get(), text, max_model_len, vocab);
+  if (grpc) {
+    grpc->SetEngine(engine.get(), text, max_model_len, vocab, default_reward, reward_models.get());
+  }
 #endif
   std::fprintf(stderr, "alignserve: ready: model '%s' on http://%s:%u/v1 (max_model_len %d)\n",
                server_options.served_model_name.c_str(), f.host.c_str(), http.port(),
@@ -266,7 +325,10 @@ int RunServe(int argc, char** argv) {
   ArgParser args("alignserve serve",
                  "Serves the model over an OpenAI-compatible HTTP API (/v1/completions, "
                  "/v1/chat/completions, /v1/models, /tokenize, /detokenize) with /health, "
-                 "/ready and Prometheus /metrics. SIGTERM drains and exits 0.");
+                 "/ready and Prometheus /metrics, and the alignserve.v1 gRPC API where built. "
+                 "A request runs under an alignment policy when it names one (\"alignment\": "
+                 "{\"policy\", \"params\", \"reward_model\"}; \"none\": plain sampling) or "
+                 "when --default-policy is set. SIGTERM drains and exits 0.");
   AddEngineFlags(args, &f.engine);
   args.AddString("host", &f.host, "address to listen on (127.0.0.1: this machine only)");
   args.AddInt("port", &f.port, "HTTP port (0: any free port, printed at start)");
@@ -305,9 +367,19 @@ int RunServe(int argc, char** argv) {
       "{prompt} and {response} for best_of_n, soft_best_of_n, args and blockwise_cd); empty: "
       "the built-in "
       "helpfulness-and-harmlessness rubric");
+  AddRewardModelFlags(args, &f.rewards);
   args.AddString("policy-plugin", &f.policy_plugins,
                  "decoding policies built outside the tree: NAME=path.so[,NAME=path.so...] "
                  "(alignment/plugin_abi.h); requests name them as alignment.policy");
+  args.AddString("default-policy", &f.default_policy,
+                 absl::StrCat("alignment policy of every HTTP and gRPC request that names none (",
+                              absl::StrJoin(ImplementedPolicyNames(), ", "),
+                              " or a --policy-plugin NAME); a request opts out with "
+                              "\"alignment\": {\"policy\": \"none\"}; empty or none: plain "
+                              "sampling"));
+  args.AddString("default-policy-params", &f.default_policy_params,
+                 "params of --default-policy, a JSON object such as '{\"n\": 4}'; checked at "
+                 "start, as a request's alignment.params");
   args.AddInt("max-request-kib", &f.max_request_kib, "largest request body (KiB); larger: 413");
   args.AddOptionalUint64("seed", &f.seed, "base seed of requests that set none; unset: 0");
   absl::Status s = args.Parse(argc, argv, 2);
@@ -324,7 +396,24 @@ int RunServe(int argc, char** argv) {
     std::fprintf(stderr, "alignserve serve: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  s = Serve(f);
+  // Loaded before anything listens, so a bad library or default policy fails at once.
+  ServePolicies policies;
+  absl::StatusOr<std::map<std::string, std::shared_ptr<PolicyPlugin>>> plugins =
+      LoadPolicyPlugins(f.policy_plugins);
+  if (!plugins.ok()) {
+    std::fprintf(stderr, "alignserve serve: %s\n", std::string(plugins.status().message()).c_str());
+    return 1;
+  }
+  policies.plugins = *std::move(plugins);
+  absl::StatusOr<AlignmentSpec> default_alignment =
+      ParseDefaultPolicyFlags(f.default_policy, f.default_policy_params, &policies.plugins);
+  if (!default_alignment.ok()) {
+    std::fprintf(stderr, "alignserve serve: %s\n",
+                 std::string(default_alignment.status().message()).c_str());
+    return 2;  // a flag's value, as CheckFlags' errors
+  }
+  policies.default_alignment = *std::move(default_alignment);
+  s = Serve(f, policies);
   if (!s.ok()) {
     std::fprintf(stderr, "alignserve serve: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -1,9 +1,14 @@
 #include "server/serving_metrics.h"
 
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/base/internal/raw_logging.h"
+#include "alignment/policy_report_keys.h"
 
 namespace alignserve {
 namespace {
@@ -22,6 +27,21 @@ std::vector<double> InterTokenLatencyBuckets() {
 std::vector<double> RequestLatencyBuckets() {
   return {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
           30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+}
+
+// Judge rewards are logprob("Yes") - logprob("No"): log-odds around 0,
+// rarely past +-10.
+std::vector<double> ChosenRewardBuckets() {
+  return {-10.0, -5.0, -2.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
+}
+
+// The report's figure under `key`; nullopt when the policy left it out.
+std::optional<double> Figure(std::span<const std::pair<std::string, double>> report,
+                             std::string_view key) {
+  for (const auto& [name, value] : report) {
+    if (name == key) return value;
+  }
+  return std::nullopt;
 }
 
 // Registration of fixed, valid names cannot fail; a failure is a bug here.
@@ -47,7 +67,8 @@ bool IsValidMetricPrefix(const std::string& prefix) {
   return IsValidMetricName(prefix + "request_success");
 }
 
-ServingMetrics::ServingMetrics(std::string model_name, const std::string& prefix)
+ServingMetrics::ServingMetrics(std::string model_name, const std::string& prefix,
+                               const std::vector<std::string>& policies)
     : model_name_(ToValidUtf8(model_name)) {
   const std::vector<std::string> model_label = {"model_name"};
   const std::string& m = model_name_;
@@ -98,6 +119,27 @@ ServingMetrics::ServingMetrics(std::string model_name, const std::string& prefix
   request_queue_time_ =
       histogram("request_queue_time_seconds",
                 "Histogram of time spent in WAITING phase for request.", RequestLatencyBuckets());
+
+  const std::vector<std::string> policy_labels = {"model_name", "policy"};
+  auto policy_counter = [&](const char* name, const char* help) {
+    return Must(registry_.AddCounter(prefix + name, help, policy_labels));
+  };
+  policy_requests_ = policy_counter(
+      "policy_requests", "Alignment policy runs finished (one per prompt of a policy request).");
+  policy_tokens_generated_ = policy_counter(
+      "policy_tokens_generated", "Tokens sampled by alignment policies' sequences, chosen or not.");
+  policy_tokens_saved_ = policy_counter(
+      "policy_tokens_saved", "Tokens alignment policies saved by stopping or pruning early.");
+  policy_traces_pruned_ = policy_counter(
+      "policy_traces_pruned", "Sequences alignment policies aborted before they finished.");
+  policy_scoring_calls_ =
+      policy_counter("policy_scoring_calls",
+                     "Reward-model scoring calls of alignment policies that returned a reward.");
+  policy_chosen_reward_ = Must(registry_.AddHistogram(
+      prefix + "policy_chosen_reward",
+      "Histogram of the reward of the completion an alignment policy returned.", policy_labels,
+      ChosenRewardBuckets()));
+  for (const std::string& policy : policies) SeriesOf(policy);
 }
 
 void ServingMetrics::UpdateFromEngine(const AsyncEngineStats& stats) {
@@ -140,6 +182,31 @@ void ServingMetrics::OnRequestFinished(const RequestRecord& record) {
   if (record.ttft_seconds.has_value()) time_to_first_token_->Observe(*record.ttft_seconds);
   e2e_request_latency_->Observe(record.e2e_seconds);
   inter_token_latency_->ObserveMany(record.inter_token_seconds);
+  if (!record.policy.empty()) OnPolicyFinished(record.policy, record.policy_report);
+}
+
+ServingMetrics::PolicySeries ServingMetrics::SeriesOf(std::string_view policy) {
+  const std::vector<std::string> labels = {model_name_, ToValidUtf8(policy)};
+  return PolicySeries{Must(policy_requests_->WithLabels(labels)),
+                      Must(policy_tokens_generated_->WithLabels(labels)),
+                      Must(policy_tokens_saved_->WithLabels(labels)),
+                      Must(policy_traces_pruned_->WithLabels(labels)),
+                      Must(policy_scoring_calls_->WithLabels(labels)),
+                      Must(policy_chosen_reward_->WithLabels(labels))};
+}
+
+void ServingMetrics::OnPolicyFinished(std::string_view policy,
+                                      std::span<const std::pair<std::string, double>> report) {
+  const PolicySeries series = SeriesOf(policy);
+  series.requests->Inc();
+  // A figure the policy leaves out adds 0.
+  series.tokens_generated->Inc(Figure(report, kReportTokensGenerated).value_or(0.0));
+  series.tokens_saved->Inc(Figure(report, kReportTokensSaved).value_or(0.0));
+  series.traces_pruned->Inc(Figure(report, kReportTracesPruned).value_or(0.0));
+  series.scoring_calls->Inc(Figure(report, kReportNumScored).value_or(0.0));
+  if (const std::optional<double> chosen = Figure(report, kReportChosenReward)) {
+    series.chosen_reward->Observe(*chosen);  // NaN (unscored) is dropped
+  }
 }
 
 }  // namespace alignserve

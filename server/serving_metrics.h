@@ -14,6 +14,21 @@
 //               inter_token_latency_seconds, e2e_request_latency_seconds,
 //               request_queue_time_seconds (vLLM V1's bucket bounds)
 //
+// Per alignment policy, labelled {model_name, policy} (the policy's name as
+// requests give it; the policies named at construction exist from the start
+// at 0, any other appears with its first finished run),
+// moved by the figures of each run's report under the shared keys of
+// alignment/policy_report_keys.h (a key the policy leaves out adds 0):
+//   counters    alignserve:policy_requests_total (policy runs finished, one
+//               per prompt), policy_tokens_generated_total (tokens_generated),
+//               policy_tokens_saved_total (tokens_saved),
+//               policy_traces_pruned_total (traces_pruned),
+//               policy_scoring_calls_total (num_scored: reward-model calls
+//               that returned a reward)
+//   histogram   alignserve:policy_chosen_reward (chosen_reward, where the
+//               policy reports one and it is not NaN; judge rewards are
+//               log-odds, so the buckets span -10..10 around 0)
+//
 // Two feeds: UpdateFromEngine with an AsyncEngineStats snapshot (e.g. on each
 // scrape, or from a timer) sets the gauges and turns the engine's cumulative
 // totals into counter increments; OnRequestFinished, called once per request
@@ -31,6 +46,9 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "engine/async_engine.h"
@@ -52,6 +70,10 @@ struct RequestRecord {
   // The gaps between consecutive output tokens (seconds); borrowed for the
   // call only.
   std::span<const double> inter_token_seconds;
+  // A policy request: the policy's name ("" : none) and its report
+  // (PolicyResult::report); borrowed for the call only.
+  std::string_view policy;
+  std::span<const std::pair<std::string, double>> policy_report;
 };
 
 inline constexpr char kVllmStylePrefix[] = "alignserve:";
@@ -65,8 +87,11 @@ class ServingMetrics {
   // with U+FFFD so that construction cannot fail. `prefix` opens every
   // metric name and must make valid names (IsValidMetricPrefix):
   // "alignserve:" mirrors vLLM's "vllm:"; "alignserve_" satisfies
-  // promtool's lint, which reserves colons for recording rules.
-  explicit ServingMetrics(std::string model_name, const std::string& prefix = kVllmStylePrefix);
+  // promtool's lint, which reserves colons for recording rules. `policies`:
+  // the alignment policies served (built-in and plugins), whose series are
+  // made at once so that rate() sees their first increment.
+  explicit ServingMetrics(std::string model_name, const std::string& prefix = kVllmStylePrefix,
+                          const std::vector<std::string>& policies = {});
 
   ServingMetrics(const ServingMetrics&) = delete;
   ServingMetrics& operator=(const ServingMetrics&) = delete;
@@ -76,6 +101,8 @@ class ServingMetrics {
   // seen (a snapshot older than one already applied) adds nothing.
   void UpdateFromEngine(const AsyncEngineStats& stats);
 
+  // Moves the per-request series, and the per-policy ones when
+  // record.policy is set.
   void OnRequestFinished(const RequestRecord& record);
 
   // The exposition (text format 0.0.4) for GET /metrics.
@@ -103,6 +130,27 @@ class ServingMetrics {
   Histogram* inter_token_latency_ = nullptr;
   Histogram* e2e_request_latency_ = nullptr;
   Histogram* request_queue_time_ = nullptr;
+  // Per-policy families (labels model_name, policy); children are made at
+  // construction or on a policy's first finished run.
+  CounterFamily* policy_requests_ = nullptr;
+  CounterFamily* policy_tokens_generated_ = nullptr;
+  CounterFamily* policy_tokens_saved_ = nullptr;
+  CounterFamily* policy_traces_pruned_ = nullptr;
+  CounterFamily* policy_scoring_calls_ = nullptr;
+  HistogramFamily* policy_chosen_reward_ = nullptr;
+
+  struct PolicySeries {
+    Counter* requests;
+    Counter* tokens_generated;
+    Counter* tokens_saved;
+    Counter* traces_pruned;
+    Counter* scoring_calls;
+    Histogram* chosen_reward;
+  };
+  // The policy's children, made on first use.
+  PolicySeries SeriesOf(std::string_view policy);
+  void OnPolicyFinished(std::string_view policy,
+                        std::span<const std::pair<std::string, double>> report);
 
   // The engine totals already turned into increments.
   std::mutex engine_mu_;

@@ -12,7 +12,11 @@ and token count as the HTTP API's /v1/completions for the same request (read
 with urllib); token ids in give the same tokens as the text they tokenize
 to; Detokenize(Tokenize(text)) is the text; a bad parameter is
 INVALID_ARGUMENT whose message names the field; the stream's last message
-carries `finished` and the usage.
+carries `finished` and the usage. The alignment object (issue 5): best_of_n
+with n=2 sends one whole chosen completion in one message that also carries
+the policy's report, the same text and rewards as the HTTP API gives the same
+seeded request; a bad policy or params is INVALID_ARGUMENT naming
+"alignment", and the server serves the next request.
 
 Usage: grpc_client_test.py [PATH_TO_ALIGNSERVE]   (or env ALIGNSERVE_BINARY)
 Runs `alignserve serve --port 0 --grpc-port 0` on the default model, then
@@ -21,6 +25,7 @@ scripts/setup_test_python.sh.
 """
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -79,6 +84,14 @@ def Collect(responses):
             finish[r.index] = r.finish_reason
         last = r
     return texts, ids, finish, last
+
+
+def BestOfN2(**alignment):
+    """A seeded best_of_n request with n=2 (params as a dict: a Struct)."""
+    return pb.GenerateRequest(
+        text="Give one tip for staying healthy:",
+        sampling=pb.SamplingParameters(max_tokens=6, temperature=0.8, seed=1, ignore_eos=True),
+        alignment=pb.Alignment(policy="best_of_n", params={"n": 2}, **alignment))
 
 
 def HttpCompletion(body):
@@ -158,6 +171,79 @@ class GenerateTest(unittest.TestCase):
         self.assertEqual(last.usage.completion_tokens, 10)
 
 
+class AlignmentTest(unittest.TestCase):
+    def test_best_of_n_sends_the_chosen_completion_with_the_report(self):
+        responses = list(STUB.Generate(BestOfN2(reward_model="judge"), timeout=RPC_TIMEOUT_S))
+        # Nothing streams while the policy runs: the chosen completion comes whole.
+        self.assertEqual(len(responses), 1)
+        texts, ids, finish, last = Collect(responses)
+        self.assertEqual(sorted(ids), [0])
+        self.assertEqual(len(ids[0]), 6)
+        self.assertEqual(finish[0], pb.FINISH_REASON_LENGTH)
+        self.assertTrue(last.finished)
+        self.assertEqual(last.usage.completion_tokens, 6)
+        self.assertEqual(last.alignment.policy, "best_of_n")
+        report = dict(last.alignment.report)
+        rewards = [report["reward_0"], report["reward_1"]]
+        self.assertNotIn("reward_2", report)
+        for r in rewards:
+            self.assertFalse(math.isnan(r), report)  # both samples scored by the judge
+        chosen = int(report["chosen_index"])
+        self.assertEqual(chosen, 0 if rewards[0] >= rewards[1] else 1)
+        self.assertEqual(report["chosen_reward"], rewards[chosen])
+        self.assertEqual(report["num_sequences"], 2)
+        self.assertEqual(report["num_scored"], 2)
+        self.assertEqual(report["tokens_generated"], 12)
+        # The same seeded request over HTTP: the same choice, text and rewards.
+        http = HttpCompletion({
+            "model": SERVER_MODEL, "prompt": "Give one tip for staying healthy:",
+            "max_tokens": 6, "temperature": 0.8, "seed": 1, "ignore_eos": True,
+            "alignment": {"policy": "best_of_n", "params": {"n": 2}}})
+        self.assertEqual(texts[0], http["choices"][0]["text"])
+        self.assertEqual(http["alignment"]["report"]["chosen_index"], chosen)
+        for i in range(2):
+            self.assertAlmostEqual(http["alignment"]["report"][f"reward_{i}"], rewards[i],
+                                   places=5)
+
+    def test_policy_none_is_plain_sampling_without_a_report(self):
+        request = pb.GenerateRequest(text=PARIS_PROMPT, sampling=Greedy(),
+                                     alignment=pb.Alignment(policy="none"))
+        responses = list(STUB.Generate(request, timeout=RPC_TIMEOUT_S))
+        self.assertGreater(len(responses), 1)  # streamed as usual
+        texts, _, _, last = Collect(responses)
+        self.assertIn("Paris", texts[0])
+        self.assertFalse(last.HasField("alignment"))
+
+    def test_bad_alignment_is_invalid_argument_naming_it_then_a_valid_request_works(self):
+        def Refused(request, *words):
+            with self.assertRaises(grpc.RpcError) as caught:
+                list(STUB.Generate(request, timeout=RPC_TIMEOUT_S))
+            details = caught.exception.details()
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, details)
+            for word in words:
+                self.assertIn(word, details)
+
+        def WithAlignment(**alignment):
+            return pb.GenerateRequest(text="Hi", sampling=pb.SamplingParameters(max_tokens=2),
+                                      alignment=pb.Alignment(**alignment))
+
+        Refused(WithAlignment(policy="best_of_n", params={"n": 1000}), "alignment", "'n'")
+        Refused(WithAlignment(policy="best_of_n", params={"n": 2.5}), "alignment", "'n'")
+        Refused(WithAlignment(policy="best_of_n", params={"beams": 2}), "alignment",
+                "unknown parameter")
+        Refused(WithAlignment(policy="no_such_policy"), "alignment", "unknown alignment policy")
+        Refused(WithAlignment(policy=""), "alignment", "policy is required")
+        Refused(WithAlignment(policy="best_of_n", reward_model="oracle"), "alignment",
+                "reward_model")
+        Refused(pb.GenerateRequest(text="Hi", sampling=pb.SamplingParameters(n=2),
+                                   alignment=pb.Alignment(policy="best_of_n")),
+                "n must be 1")
+        # A valid request right after is served, policy and all.
+        _, ids, _, last = Collect(STUB.Generate(BestOfN2(), timeout=RPC_TIMEOUT_S))
+        self.assertEqual(len(ids[0]), 6)
+        self.assertEqual(last.alignment.policy, "best_of_n")
+
+
 class TokenizerAndModelsTest(unittest.TestCase):
     def test_tokenize_then_detokenize_round_trips(self):
         text = "Hello world, the café is open."
@@ -231,7 +317,7 @@ def main():
           f"{time.monotonic() - t0:.1f} s", flush=True)
 
     suite = unittest.TestSuite()
-    for case in (HealthAndReflectionTest, GenerateTest, TokenizerAndModelsTest,
+    for case in (HealthAndReflectionTest, GenerateTest, AlignmentTest, TokenizerAndModelsTest,
                  InvalidRequestTest):
         suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(case))
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)

@@ -11,7 +11,12 @@ Proves issue 4's metrics Proof item against the real `alignserve serve`:
     (exit code 3), one line per metric family, nothing else;
   - the counters move as requests complete: request_success_total by
     finished_reason, prompt_tokens_total and generation_tokens_total by
-    exactly the usage the responses report, the e2e latency histogram's count.
+    exactly the usage the responses report, the e2e latency histogram's count;
+  - the per-policy series (labelled policy="...") move by exactly the figures
+    of the "alignment" report of policy requests (best_of_n, self_consistency):
+    policy_requests_total, policy_tokens_generated_total,
+    policy_tokens_saved_total, policy_traces_pruned_total,
+    policy_scoring_calls_total, and the policy_chosen_reward histogram.
 
 Exit code 77 (CTest SKIP_RETURN_CODE) when promtool is not installed, so a
 machine without it shows the test as skipped, never as passed.
@@ -136,11 +141,66 @@ def StrictPrefixRun(binary):
               f"{Moved('alignserve_e2e_request_latency_seconds_count')}")
         print(f"  counters moved: 5 successes, {completion_tokens + 60} generation tokens",
               flush=True)
+        PolicyRun(server, after)
         code = server.stop()
         Check(code == 0, f"SIGTERM exit code {code}")
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
+
+
+def PolicyRun(server, before):
+    """Policy requests move their policy's series by exactly their reports."""
+    requests = {
+        "best_of_n": {"prompt": "Give one tip for staying healthy:", "max_tokens": 5,
+                      "temperature": 0.8, "seed": 2,
+                      "alignment": {"policy": "best_of_n", "params": {"n": 2}}},
+        # Greedy: the first window of two agrees, ESC stops, four samples are pruned.
+        "self_consistency": {"prompt": "Q: What is 6 times 7? A:", "max_tokens": 10,
+                             "temperature": 0,
+                             "alignment": {"policy": "self_consistency",
+                                           "params": {"n": 6, "window": 2}}},
+    }
+    reports = {name: Post(server, "/v1/completions", body)["alignment"]["report"]
+               for name, body in requests.items()}
+    text = Scrape(server)
+    ExpectClean(text, "after policy requests")
+    after = Samples(text)
+    for name, report in reports.items():
+        labels = f'{{model_name="default",policy="{name}"}}'
+
+        def Moved(metric):
+            return after[(metric, labels)] - before.get((metric, labels), 0.0)
+
+        want = {
+            "alignserve_policy_requests_total": 1,
+            "alignserve_policy_tokens_generated_total": report["tokens_generated"],
+            "alignserve_policy_tokens_saved_total": report.get("tokens_saved", 0),
+            "alignserve_policy_traces_pruned_total": report.get("traces_pruned", 0),
+            "alignserve_policy_scoring_calls_total": report.get("num_scored", 0),
+        }
+        Check(report["tokens_generated"] > 0, f"{name} report {report}")
+        for metric, value in want.items():
+            Check(Moved(metric) == value,
+                  f"{metric}{labels} moved by {Moved(metric)}, want {value} ({report})")
+        reward = report.get("chosen_reward")
+        rewarded = 1 if reward is not None else 0  # null: not scored (NaN)
+        Check(Moved("alignserve_policy_chosen_reward_count") == rewarded,
+              f"{name} chosen_reward count moved by "
+              f"{Moved('alignserve_policy_chosen_reward_count')}, want {rewarded}")
+        if rewarded:
+            Check(abs(Moved("alignserve_policy_chosen_reward_sum") - reward) < 1e-9,
+                  f"{name} chosen_reward sum moved by "
+                  f"{Moved('alignserve_policy_chosen_reward_sum')}, want {reward}")
+        print(f"  {name}: per-policy series moved by its report: "
+              f"{ {k.replace('alignserve_policy_', ''): v for k, v in want.items()} }",
+              flush=True)
+    sc = reports["self_consistency"]
+    Check(sc["traces_pruned"] > 0 and sc["tokens_saved"] > 0,
+          f"self_consistency pruned nothing, so its series prove little: {sc}")
+    Check("chosen_reward" in reports["best_of_n"] and
+          reports["best_of_n"]["chosen_reward"] is not None,
+          f"best_of_n reports no chosen_reward: {reports['best_of_n']}")
 
 
 def VllmPrefixRun(binary):

@@ -80,7 +80,9 @@ TEST_CASE("bad policy fields are 400s with param policy and the factory's messag
       {{{"params", {{"n", 2}}}}, absl::StatusCode::kInvalidArgument, "name"},
       {{{"name", "best_of_n"}, {"extra", 1}}, absl::StatusCode::kInvalidArgument, "extra"},
       {42, absl::StatusCode::kInvalidArgument, "policy"},
-      {"prm_beam_search", absl::StatusCode::kUnimplemented, "best_of_n"},
+      {{{"name", "prm_beam_search"}, {"params", {{"n", 6}, {"beam_width", 4}}}},
+       absl::StatusCode::kInvalidArgument,
+       "'beam_width'"},
   };
   for (const Case& c : cases) {
     INFO(c.policy.dump());

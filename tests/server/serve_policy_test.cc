@@ -190,7 +190,9 @@ TEST_CASE("bad policies are 400s with param policy, and the server still serves"
       {"n out of range", {{"name", "best_of_n"}, {"params", {{"n", 1000}}}}, "'n'"},
       {"lambda negative", {{"name", "soft_best_of_n"}, {"params", {{"lambda", -1}}}}, "'lambda'"},
       {"n of the wrong type", {{"name", "best_of_n"}, {"params", {{"n", "3"}}}}, "'n'"},
-      {"not built yet", "prm_beam_search", "not implemented yet"},
+      {"beam_width not dividing n",
+       {{"name", "prm_beam_search"}, {"params", {{"n", 6}, {"beam_width", 4}}}},
+       "'beam_width'"},
       {"wrong field type", 7, "policy"},
   };
   for (const Case& c : cases) {

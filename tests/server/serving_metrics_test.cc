@@ -8,6 +8,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace alignserve {
@@ -195,6 +196,67 @@ TEST_CASE("finished requests move tokens, successes and latency histograms", "[s
   CHECK(Value(metrics, "alignserve:prompt_tokens_total" + kM) == "11");
   CHECK(Value(metrics, reason + "\"stop\"}") == "1");
   CHECK(Value(metrics, reason + "\"abort\"}") == "1");
+}
+
+TEST_CASE("a policy run moves its policy's series by its report's shared figures",
+          "[serving_metrics]") {
+  ServingMetrics metrics("smollm2");
+  CHECK(metrics.Render().find("policy=") == std::string::npos);  // none before a policy ran
+  const std::vector<std::pair<std::string, double>> best_of_n = {
+      {"reward_0", -1.5}, {"reward_1", 0.75},       {"chosen_index", 1},
+      {"num_scored", 2},  {"tokens_generated", 16}, {"chosen_reward", 0.75}};
+  const std::vector<std::pair<std::string, double>> deepconf = {
+      {"traces_pruned", 3}, {"tokens_generated", 40}, {"tokens_saved", 12}, {"winner_share", 1}};
+  RequestRecord r;
+  r.finish_reason = FinishReason::kLength;
+  r.policy = "best_of_n";
+  r.policy_report = best_of_n;
+  metrics.OnRequestFinished(r);
+  metrics.OnRequestFinished(r);
+  r.policy = "deepconf";
+  r.policy_report = deepconf;
+  metrics.OnRequestFinished(r);
+  RequestRecord plain;  // no policy: no policy series move
+  plain.finish_reason = FinishReason::kStop;
+  metrics.OnRequestFinished(plain);
+
+  const std::string bon = "{model_name=\"smollm2\",policy=\"best_of_n\"}";
+  const std::string dc = "{model_name=\"smollm2\",policy=\"deepconf\"}";
+  CHECK(Value(metrics, "alignserve:policy_requests_total" + bon) == "2");
+  CHECK(Value(metrics, "alignserve:policy_tokens_generated_total" + bon) == "32");
+  CHECK(Value(metrics, "alignserve:policy_scoring_calls_total" + bon) == "4");
+  CHECK(Value(metrics, "alignserve:policy_tokens_saved_total" + bon) == "0");
+  CHECK(Value(metrics, "alignserve:policy_traces_pruned_total" + bon) == "0");
+  const std::string reward = "alignserve:policy_chosen_reward";
+  CHECK(Value(metrics, reward + "_count" + bon) == "2");
+  CHECK(Value(metrics, reward + "_sum" + bon) == "1.5");
+  CHECK(Value(metrics,
+              reward + "_bucket{model_name=\"smollm2\",policy=\"best_of_n\",le=\"0.5\"}") == "0");
+  CHECK(Value(metrics, reward + "_bucket{model_name=\"smollm2\",policy=\"best_of_n\",le=\"1\"}") ==
+        "2");
+  CHECK(Value(metrics, "alignserve:policy_requests_total" + dc) == "1");
+  CHECK(Value(metrics, "alignserve:policy_tokens_generated_total" + dc) == "40");
+  CHECK(Value(metrics, "alignserve:policy_tokens_saved_total" + dc) == "12");
+  CHECK(Value(metrics, "alignserve:policy_traces_pruned_total" + dc) == "3");
+  CHECK(Value(metrics, "alignserve:policy_scoring_calls_total" + dc) == "0");
+  CHECK(Value(metrics, reward + "_count" + dc) == "0");  // deepconf reports no reward
+  CHECK(metrics.Render().find("# TYPE alignserve:policy_chosen_reward histogram\n") !=
+        std::string::npos);
+}
+
+TEST_CASE("the policies named at construction have every series at zero", "[serving_metrics]") {
+  ServingMetrics metrics("smollm2", kVllmStylePrefix, {"best_of_n", "ban_token"});
+  for (const char* policy : {"best_of_n", "ban_token"}) {
+    const std::string labels = std::string("{model_name=\"smollm2\",policy=\"") + policy + "\"}";
+    for (const char* name :
+         {"alignserve:policy_requests_total", "alignserve:policy_tokens_generated_total",
+          "alignserve:policy_tokens_saved_total", "alignserve:policy_traces_pruned_total",
+          "alignserve:policy_scoring_calls_total", "alignserve:policy_chosen_reward_count"}) {
+      INFO(name << labels);
+      CHECK(Value(metrics, name + labels) == "0");
+    }
+  }
+  CHECK(metrics.Render().find("policy=\"deepconf\"") == std::string::npos);
 }
 
 TEST_CASE("the model name label is escaped and made valid UTF-8", "[serving_metrics]") {
