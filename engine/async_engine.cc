@@ -199,6 +199,8 @@ void AsyncEngine::PublishStats() {
   s.num_preemptions = es.num_preemptions;
   s.prefix_cache_hit_blocks = es.prefix_cache_hit_blocks;
   s.prefix_cache_queried_blocks = es.prefix_cache_queried_blocks;
+  s.num_pruned_sequences = es.num_pruned_sequences;
+  s.pruned_blocks_freed = es.pruned_blocks_freed;
   s.num_steps = es.num_steps;
   s.num_step_errors = num_step_errors_;
   s.last_step_failed = last_step_failed_;

@@ -49,8 +49,10 @@ struct AsyncEngineStats {
   int64_t num_preemptions = 0;
   int64_t prefix_cache_hit_blocks = 0;
   int64_t prefix_cache_queried_blocks = 0;
-  int64_t num_steps = 0;        // non-empty LlmEngine steps
-  int64_t num_step_errors = 0;  // Steps that returned an error
+  int64_t num_pruned_sequences = 0;  // EngineStats: sequences a policy pruned
+  int64_t pruned_blocks_freed = 0;   // and the KV blocks that freed
+  int64_t num_steps = 0;             // non-empty LlmEngine steps
+  int64_t num_step_errors = 0;       // Steps that returned an error
   // The most recent step returned an error (a later successful step clears
   // it), and when: a liveness probe reads these rather than comparing
   // counters between its own looks, which races with publication.

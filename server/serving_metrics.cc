@@ -91,6 +91,10 @@ ServingMetrics::ServingMetrics(std::string model_name, const std::string& prefix
       counter("prefix_cache_hits", "Prefix cache hits, in terms of number of cached blocks.");
   num_preemptions_ =
       counter("num_preemptions", "Cumulative number of preemptions from the engine.");
+  pruned_sequences_ =
+      counter("pruned_sequences", "Sequences pruned by decoding policies (traces aborted).");
+  pruned_blocks_freed_ =
+      counter("pruned_kv_blocks_freed", "KV-cache blocks freed by sequences that policies pruned.");
   prompt_tokens_ = counter("prompt_tokens", "Number of prefill tokens processed.");
   generation_tokens_ = counter("generation_tokens", "Number of generation tokens processed.");
 
@@ -158,6 +162,10 @@ void ServingMetrics::UpdateFromEngine(const AsyncEngineStats& stats) {
       static_cast<double>(ForwardDelta(stats.prefix_cache_hit_blocks, seen_prefix_hits_)));
   prefix_cache_queries_->Inc(
       static_cast<double>(ForwardDelta(stats.prefix_cache_queried_blocks, seen_prefix_queries_)));
+  pruned_sequences_->Inc(
+      static_cast<double>(ForwardDelta(stats.num_pruned_sequences, seen_pruned_)));
+  pruned_blocks_freed_->Inc(
+      static_cast<double>(ForwardDelta(stats.pruned_blocks_freed, seen_pruned_blocks_)));
 }
 
 void ServingMetrics::OnRequestFinished(const RequestRecord& record) {

@@ -8,6 +8,9 @@
 //   counters    alignserve:prefix_cache_queries_total, prefix_cache_hits_total
 //               (in KV blocks; vLLM counts tokens, the hit ratio is the same
 //               up to partial blocks), num_preemptions_total,
+//               pruned_sequences_total and pruned_kv_blocks_freed_total
+//               (sequences a decoding policy pruned, and the KV blocks that
+//               became free when it did),
 //               prompt_tokens_total, generation_tokens_total,
 //               request_success_total{finished_reason=stop|length|abort}
 //   histograms  alignserve:time_to_first_token_seconds,
@@ -121,6 +124,8 @@ class ServingMetrics {
   Counter* prefix_cache_queries_ = nullptr;
   Counter* prefix_cache_hits_ = nullptr;
   Counter* num_preemptions_ = nullptr;
+  Counter* pruned_sequences_ = nullptr;
+  Counter* pruned_blocks_freed_ = nullptr;
   Counter* prompt_tokens_ = nullptr;
   Counter* generation_tokens_ = nullptr;
   Counter* success_stop_ = nullptr;
@@ -155,6 +160,8 @@ class ServingMetrics {
   // The engine totals already turned into increments.
   std::mutex engine_mu_;
   int64_t seen_preemptions_ ABSL_GUARDED_BY(engine_mu_) = 0;
+  int64_t seen_pruned_ ABSL_GUARDED_BY(engine_mu_) = 0;
+  int64_t seen_pruned_blocks_ ABSL_GUARDED_BY(engine_mu_) = 0;
   int64_t seen_prefix_hits_ ABSL_GUARDED_BY(engine_mu_) = 0;
   int64_t seen_prefix_queries_ ABSL_GUARDED_BY(engine_mu_) = 0;
 };

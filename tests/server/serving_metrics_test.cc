@@ -42,6 +42,7 @@ TEST_CASE("every vLLM-named series exists at zero before any traffic", "[serving
        {"alignserve:num_requests_running", "alignserve:num_requests_waiting",
         "alignserve:kv_cache_usage_perc", "alignserve:prefix_cache_queries_total",
         "alignserve:prefix_cache_hits_total", "alignserve:num_preemptions_total",
+        "alignserve:pruned_sequences_total", "alignserve:pruned_kv_blocks_freed_total",
         "alignserve:prompt_tokens_total", "alignserve:generation_tokens_total",
         "alignserve:time_to_first_token_seconds_count",
         "alignserve:inter_token_latency_seconds_count",
@@ -97,7 +98,11 @@ TEST_CASE("engine totals become counter increments and gauges are set", "[servin
   stats.num_preemptions = 4;
   stats.prefix_cache_hit_blocks = 10;
   stats.prefix_cache_queried_blocks = 40;
+  stats.num_pruned_sequences = 3;
+  stats.pruned_blocks_freed = 12;
   metrics.UpdateFromEngine(stats);
+  CHECK(Value(metrics, "alignserve:pruned_sequences_total" + kM) == "3");
+  CHECK(Value(metrics, "alignserve:pruned_kv_blocks_freed_total" + kM) == "12");
   CHECK(Value(metrics, "alignserve:num_requests_running" + kM) == "2");
   CHECK(Value(metrics, "alignserve:num_requests_waiting" + kM) == "3");
   CHECK(Value(metrics, "alignserve:kv_cache_usage_perc" + kM) == "0.75");
@@ -108,6 +113,7 @@ TEST_CASE("engine totals become counter increments and gauges are set", "[servin
   // Same totals again: nothing is counted twice.
   metrics.UpdateFromEngine(stats);
   CHECK(Value(metrics, "alignserve:num_preemptions_total" + kM) == "4");
+  CHECK(Value(metrics, "alignserve:pruned_kv_blocks_freed_total" + kM) == "12");
 
   stats.num_running = 0;
   stats.num_waiting = 0;
