@@ -158,6 +158,35 @@ def check_scores(data_dir, name):
     return worst < 1e-4
 
 
+def check_chat_scores(data_dir, name):
+    """The chat fixture without transformers: the template rendered by plain
+    jinja2, the text encoded by the `tokenizers` library, the pooled score
+    as the last row of the numpy forward pass."""
+    import jinja2
+    from tokenizers import Tokenizer
+    with open(os.path.join(data_dir, f"{name}_scores.json")) as f:
+        fx = json.load(f)
+    ckpt = os.path.join(data_dir, fx["checkpoint_dir"])
+    w, cfg = load_hf(ckpt)
+    assert "lm_head.weight" not in w, name
+    template = jinja2.Environment().from_string(fx["chat_template"])
+    tok = Tokenizer.from_file(os.path.join(ckpt, "tokenizer.json"))
+    texts_ok, worst = True, 0.0
+    for c in fx["conversations"]:
+        messages = [{"role": "user", "content": c["prompt"]},
+                    {"role": "assistant", "content": c["response"]}]
+        text = template.render(messages=messages, bos_token=fx["bos_token"],
+                               eos_token=fx["eos_token"],
+                               add_generation_prompt=False)
+        ids = tok.encode(text, add_special_tokens=False).ids
+        texts_ok = texts_ok and text == c["text"] and ids == c["ids"]
+        got = forward(w, cfg, c["ids"])[-1]
+        worst = max(worst, float(np.abs(got - np.array(c["score"])).max()))
+    print(f"{name}: text and ids match {texts_ok}, "
+          f"max |numpy f64 - fixture| = {worst:.3g}")
+    return texts_ok and worst < 1e-4
+
+
 def llamacpp_unpermute(w, n_head):
     rows = w.shape[0]
     return (w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:])
@@ -228,6 +257,7 @@ def main():
               for n in ("tiny_llama3", "tiny_qwen2", "tiny_mistral")])
     ok = all([check_scores(args.data, n)
               for n in ("tiny_llama3_reward", "tiny_qwen2_classifier3")]) and ok
+    ok = check_chat_scores(args.data, "tiny_reward_chat") and ok
     ok = check_smollm2(args.data, args.gguf) and ok
     print("ALL OK" if ok else "MISMATCH")
     sys.exit(0 if ok else 1)

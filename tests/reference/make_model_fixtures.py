@@ -11,6 +11,12 @@ Produces (see tests/reference/README.md for the formats):
   smollm2_greedy.json   64-token greedy continuations of 3 chat prompts
   tiny_llama3/ tiny_qwen2/ tiny_mistral/   random-weight HF checkpoints
   tiny_*_logits.json    their full float32 logits + 16-token greedy runs
+  tiny_llama3_reward/ tiny_qwen2_classifier3/   sequence-classification
+                        (reward-model) checkpoints with a score head
+  tiny_*_scores.json    their float32 scores at every position
+  tiny_reward_chat/     a reward-model checkpoint with its tokenizer and
+                        chat template; tiny_reward_chat_scores.json holds
+                        conversations rendered, tokenized and scored by HF
 
 Deterministic: fixed seeds, 2 torch threads, eager attention. The oracle is
 transformers (CPU, float32); tests never run this script.
@@ -25,6 +31,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import model_fixture_reward  # noqa: E402
+import model_fixture_reward_chat  # noqa: E402
 import model_fixture_smollm2  # noqa: E402
 import model_fixture_tiny  # noqa: E402
 
@@ -36,7 +44,9 @@ def main():
     ap.add_argument("--out", default="tests/data/models")
     ap.add_argument("--gguf", default=DEFAULT_GGUF,
                     help="SmolLM2-135M-Instruct GGUF (the default model)")
-    ap.add_argument("--only", choices=("all", "smollm2", "tiny"), default="all")
+    ap.add_argument("--only", choices=("all", "smollm2", "tiny", "reward",
+                                        "reward_chat"),
+                    default="all")
     args = ap.parse_args()
 
     torch.set_num_threads(2)
@@ -51,6 +61,10 @@ def main():
     sizes = {}
     if args.only in ("all", "tiny"):
         sizes.update(model_fixture_tiny.make(args.out, log))
+    if args.only in ("all", "reward"):
+        sizes.update(model_fixture_reward.make(args.out, log))
+    if args.only in ("all", "reward_chat"):
+        sizes.update(model_fixture_reward_chat.make(args.out, log))
     if args.only in ("all", "smollm2"):
         sizes.update(model_fixture_smollm2.make(args.out, args.gguf, log))
     for name, size in sorted(sizes.items()):
