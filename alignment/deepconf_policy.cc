@@ -75,6 +75,29 @@ void DeepConfPolicy::OnTokens(std::span<TokenView> seqs, PolicyContext& ctx) {
 void DeepConfPolicy::OnFinished(std::span<const SequenceEnd> ended, PolicyContext& ctx) {
   for (const SequenceEnd& end : ended) book_.Ended(end, *extractor_, ctx);
   MaybeEndWarmup(ctx);
+  MaybeStopAtConsensus(ctx);
+}
+
+void DeepConfPolicy::MaybeStopAtConsensus(PolicyContext& ctx) {
+  if (!params_.consensus.has_value() || !threshold_.has_value() || consensus_reached_) return;
+  const VoteResult vote = Vote(nullptr);
+  if (!vote.winner.has_value() || vote.share < *params_.consensus) return;
+  consensus_reached_ = true;
+  for (Trace& trace : book_.traces()) {
+    if (trace.state != TraceState::kRunning && trace.state != TraceState::kPaused) continue;
+    if (book_.Prune(trace, ctx)) ++stopped_at_consensus_;
+  }
+}
+
+VoteResult DeepConfPolicy::Vote(std::vector<const Trace*>* voters) const {
+  std::vector<VoteEntry> entries;
+  for (const Trace& trace : book_.traces()) {
+    if (!Votes(trace)) continue;
+    if (voters != nullptr) voters->push_back(&trace);
+    entries.push_back(VoteEntry{
+        trace.answer, windows_[static_cast<size_t>(trace.index)].LowestGroupConfidence()});
+  }
+  return WeightedMajorityVote(entries);
 }
 
 void DeepConfPolicy::MaybeEndWarmup(PolicyContext& ctx) {
@@ -106,17 +129,12 @@ bool DeepConfPolicy::Votes(const Trace& trace) const {
 
 PolicyResult DeepConfPolicy::Finalize(std::span<const SequenceResult> seqs) {
   book_.Reconcile(seqs, *extractor_);
-  std::vector<const Trace*> voters;
-  std::vector<VoteEntry> entries;
   const Trace* first_finished = nullptr;
   for (const Trace& trace : book_.traces()) {
     if (trace.state == TraceState::kFinished && first_finished == nullptr) first_finished = &trace;
-    if (!Votes(trace)) continue;
-    voters.push_back(&trace);
-    entries.push_back(VoteEntry{
-        trace.answer, windows_[static_cast<size_t>(trace.index)].LowestGroupConfidence()});
   }
-  const VoteResult vote = WeightedMajorityVote(entries);
+  std::vector<const Trace*> voters;
+  const VoteResult vote = Vote(&voters);
   PolicyResult result;
   if (!voters.empty()) {
     result.choices.push_back(ChooseWinnerTrace(vote, voters));
@@ -132,6 +150,11 @@ PolicyResult DeepConfPolicy::Finalize(std::span<const SequenceResult> seqs) {
       {kReportTokensSaved, static_cast<double>(book_.tokens_saved())},
       {"winner_share", vote.share},
   };
+  if (params_.consensus.has_value()) {
+    result.report.emplace_back("consensus_reached", consensus_reached_ ? 1.0 : 0.0);
+    result.report.emplace_back("traces_stopped_at_consensus",
+                               static_cast<double>(stopped_at_consensus_));
+  }
   AppendVoteFigures(vote, &result.report);
   return result;
 }

@@ -27,11 +27,18 @@
 // threshold is set. A resumed trace whose window is already full and below
 // s (window 1) is aborted right then.
 //
-// Not implemented: the paper's optional early stop at consensus.
+//   5. Consensus (params.consensus = tau, optional; the paper's early
+//      stop): after the warm-up, whenever traces finish, the vote of the
+//      finished traces that vote (step 4's filter, warm-up traces
+//      included) is taken; once the winning answer holds at least tau of
+//      the weight, every trace still running or paused is stopped (aborted:
+//      its blocks free at once; it does not vote).
 //
-// Report figures: threshold, warmup_traces, traces_pruned, traces_voting,
-// tokens_generated, tokens_saved (trace_book.h: an upper-bound estimate),
-// winner_share, votes:<answer> (the answer's total weight).
+// Report figures: threshold, warmup_traces, traces_pruned (all aborted),
+// traces_voting, tokens_generated, tokens_saved (trace_book.h: an
+// upper-bound estimate), winner_share, votes:<answer> (the answer's total
+// weight), and with consensus set: consensus_reached (0 or 1) and
+// traces_stopped_at_consensus.
 //
 // Thread-safety: one instance per request, driven on the engine thread.
 #ifndef ALIGNSERVE_ALIGNMENT_DEEPCONF_POLICY_H_
@@ -77,12 +84,18 @@ class DeepConfPolicy : public DecodingPolicy {
   void MaybeEndWarmup(PolicyContext& ctx);
   // Whether a trace ending (or ended) now may vote.
   bool Votes(const Trace& trace) const;
+  // The weighted vote of the voting traces (and them, in book order).
+  VoteResult Vote(std::vector<const Trace*>* voters) const;
+  // Step 5: stops the unfinished traces once the vote reaches consensus.
+  void MaybeStopAtConsensus(PolicyContext& ctx);
 
   const DeepConfParams params_;
   const std::unique_ptr<AnswerExtractor> extractor_;
   TraceBook book_;
   std::vector<GroupConfidenceWindow> windows_;  // [book_.size()] by trace index
   std::optional<double> threshold_;
+  bool consensus_reached_ = false;
+  int32_t stopped_at_consensus_ = 0;
 };
 
 }  // namespace alignserve

@@ -169,7 +169,8 @@ absl::StatusOr<PolicyParams> ParseBlockwiseCd(const ParamReader& r) {
 
 absl::StatusOr<PolicyParams> ParseDeepConf(const ParamReader& r) {
   DeepConfParams p;
-  RETURN_IF_ERROR(r.CheckNames({"n", "n_init", "window", "percentile", "top_k", "answer"}));
+  RETURN_IF_ERROR(
+      r.CheckNames({"n", "n_init", "window", "percentile", "top_k", "answer", "consensus"}));
   RETURN_IF_ERROR(r.Int("n", 1, kMaxPolicyN, &p.n));
   p.n_init = std::min(p.n_init, p.n);
   RETURN_IF_ERROR(r.Int("n_init", 1, p.n, &p.n_init, absl::StrCat("n = ", p.n)));
@@ -177,6 +178,11 @@ absl::StatusOr<PolicyParams> ParseDeepConf(const ParamReader& r) {
   RETURN_IF_ERROR(r.Number("percentile", 0, 100, true, true, &p.percentile));
   RETURN_IF_ERROR(r.Int("top_k", 1, 20, &p.top_k));
   RETURN_IF_ERROR(r.Answer(&p.answer));
+  if (r.Has("consensus")) {
+    double tau = 0.95;
+    RETURN_IF_ERROR(r.Number("consensus", 0, 1, true, false, &tau));
+    p.consensus = tau;
+  }
   return p;
 }
 

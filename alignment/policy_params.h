@@ -74,6 +74,10 @@ struct DeepConfParams {
   // Answer extractor spec (alignment/answer_extractor.h): "last_number",
   // "boxed" or "regex:<pattern>"; validated by MakeAnswerExtractor.
   std::string answer = "last_number";
+  // The paper's optional early stop at consensus: (0, 1], the winning
+  // answer's share of the vote weight at which the remaining traces stop
+  // (the paper's tau, 0.95 there); absent: every trace runs.
+  std::optional<double> consensus;
 };
 
 // self_consistency with early stopping: see alignment/stopping_rules.h.

@@ -134,6 +134,52 @@ TEST_CASE("deepconf aborts a resumed trace at once when its full window is alrea
   CHECK(result.choices == std::vector<int64_t>{FakePolicyEngine::Id(0)});
 }
 
+TEST_CASE("deepconf stops the remaining traces once the vote reaches consensus") {
+  // Every token has confidence 3, so the threshold is 3, nothing falls
+  // below it and every finished trace votes with weight 3. Warm-up: "7"
+  // and "8" (share 1/2). Trace 2 ends at its second token with "7": share
+  // 2/3, at least tau 0.6, so traces 3 and 4 (10 tokens each) stop then.
+  const std::vector<double> flat2(2, 3.0), flat10(10, 3.0);
+  const std::vector<ScriptedTrace> traces = {Trace(flat2, "7"), Trace(flat2, "8"),
+                                             Trace(flat2, "7", FinishReason::kStop),
+                                             Trace(flat10, "8"), Trace(flat10, "8")};
+  for (const std::optional<double> tau : {std::optional<double>(0.6), std::optional<double>()}) {
+    INFO((tau ? "consensus 0.6" : "no consensus"));
+    DeepConfParams p;
+    p.n = 5;
+    p.n_init = 2;
+    p.window = 2;
+    p.percentile = 10;
+    p.top_k = 2;
+    p.consensus = tau;
+    auto made = DeepConfPolicy::Create(p);
+    REQUIRE(made.ok());
+    FakePolicyEngine engine(**made, traces, kMaxTokens);
+    const PolicyResult result = engine.Run();
+    CHECK((*made)->threshold() == 3.0);
+    if (tau) {
+      for (int i : {3, 4}) {
+        CHECK(engine.state(i).reason == FinishReason::kAbort);
+        CHECK(engine.state(i).out.size() == 2);  // stopped in the step trace 2 ended
+      }
+      CHECK(Figure(result, "consensus_reached") == 1);
+      CHECK(Figure(result, "traces_stopped_at_consensus") == 2);
+      CHECK(Figure(result, "traces_pruned") == 2);
+      CHECK(Figure(result, "traces_voting") == 3);
+      CHECK(Figure(result, "votes:7") == 6.0);
+      CHECK(result.choices == std::vector<int64_t>{FakePolicyEngine::Id(0)});
+      CHECK(Figure(result, "tokens_generated") == 5 * 2);
+    } else {
+      // Without it they run out; "8" then wins 9 to 6.
+      for (int i : {3, 4}) CHECK(engine.state(i).reason == FinishReason::kLength);
+      CHECK_FALSE(Figure(result, "consensus_reached").has_value());
+      CHECK(Figure(result, "votes:8") == 9.0);
+      CHECK(result.choices == std::vector<int64_t>{FakePolicyEngine::Id(1)});
+      CHECK(Figure(result, "tokens_generated") == 3 * 2 + 2 * 10);
+    }
+  }
+}
+
 TEST_CASE("deepconf percentiles: 90 keeps the top tenth of the warm-up voting") {
   std::vector<std::vector<double>> conf;
   std::vector<ScriptedTrace> traces;

@@ -112,8 +112,9 @@ TEST_CASE("unknown policy names are rejected with the list of built-ins", "[poli
 
 TEST_CASE("unknown parameter names are rejected", "[policy_params]") {
   RequireRejected("best_of_n", Json{{"best_of", 4}}, {"'best_of_n'", "\"best_of\"", "n"});
-  RequireRejected("deepconf", Json{{"threshold", 4}},
-                  {"'deepconf'", "\"threshold\"", "n, n_init, window, percentile, top_k"});
+  RequireRejected(
+      "deepconf", Json{{"threshold", 4}},
+      {"'deepconf'", "\"threshold\"", "n, n_init, window, percentile, top_k, answer, consensus"});
   RequireRejected("loop_guard", Json{{"ngram", 4}, {"repeats", 3}}, {"\"repeats\""});
 }
 
@@ -154,6 +155,10 @@ TEST_CASE("out-of-range values are rejected naming the range", "[policy_params]"
   RequireRejected("deepconf", Json{{"percentile", 100}}, {"'percentile'", "(0, 100)"});
   RequireRejected("deepconf", Json{{"n", 8}, {"n_init", 9}}, {"'n_init'", "[1, n = 8]"});
   RequireRejected("deepconf", Json{{"window", 0}}, {"'window'", "[1, 65536]"});
+  RequireRejected("deepconf", Json{{"consensus", 0}}, {"'consensus'", "(0, 1]"});
+  RequireRejected("deepconf", Json{{"consensus", 1.5}}, {"'consensus'", "(0, 1]"});
+  CHECK(ParseOk<DeepConfParams>("deepconf", Json{{"consensus", 0.95}}).consensus == 0.95);
+  CHECK_FALSE(ParseOk<DeepConfParams>("deepconf", Json::object()).consensus.has_value());
   RequireRejected("deepconf", Json{{"top_k", 21}}, {"'top_k'", "[1, 20]"});
   RequireRejected("self_consistency", Json{{"n", 4}, {"window", 5}}, {"'window'", "[1, n = 4]"});
   RequireRejected("self_consistency", Json{{"rule", "adaptive"}},
