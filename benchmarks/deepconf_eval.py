@@ -45,6 +45,7 @@ Smoke run:
       --num-problems 3 --traces 8 --n-init 4 --window 16 --max-tokens 48 --out /tmp/dc_smoke.json
 """
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -164,9 +165,13 @@ def methods(args):
     out = {"full": {"policy": "self_consistency",
                     "params": {"n": args.traces, "rule": "none", "answer": args.answer}}}
     for p in args.percentiles:
-        out[f"deepconf_p{p:g}"] = {"policy": "deepconf", "params": {
-            "n": args.traces, "n_init": args.n_init, "window": args.window, "percentile": p,
-            "top_k": args.top_k, "answer": args.answer}}
+        params = {"n": args.traces, "n_init": args.n_init, "window": args.window,
+                  "percentile": p, "top_k": args.top_k, "answer": args.answer}
+        name = f"deepconf_p{p:g}"
+        if args.consensus is not None:
+            params["consensus"] = args.consensus
+            name += f"_c{args.consensus:g}"
+        out[name] = {"policy": "deepconf", "params": params}
     return out
 
 
@@ -175,6 +180,9 @@ def run_problem(client, kv, index, row, args):
     truth = normalize_number(str(row["answer"]))
     rec = {"id": row["id"], "seed": seed, "answer": truth, "methods": {}}
     for name, alignment in methods(args).items():
+        if name == "full" and row["id"] in args.full_records:
+            rec["methods"]["full"] = args.full_records[row["id"]]  # --full-from
+            continue
         m = run_method(client, kv, row["question"], seed, alignment, args)
         m["correct"] = m["voted"] == truth
         rec["methods"][name] = m
@@ -253,6 +261,12 @@ def main():
     ap.add_argument("--traces", type=int, default=64, help="N: traces of every method")
     ap.add_argument("--n-init", type=int, default=16, help="deepconf warm-up traces")
     ap.add_argument("--window", type=int, default=32, help="deepconf group window, tokens")
+    ap.add_argument("--consensus", type=float, default=None,
+                    help="deepconf's early stop at consensus tau (e.g. 0.95); unset: off")
+    ap.add_argument("--full-from", default=None,
+                    help="reuse the full self-consistency records of an earlier results JSON "
+                         "made with the same problems, seeds, traces, max_tokens and "
+                         "temperature (its token counts are a function of the seeds)")
     ap.add_argument("--percentiles", default="90,10",
                     help="deepconf percentiles: 90 = DeepConf-low, 10 = DeepConf-high")
     ap.add_argument("--top-k", type=int, default=20, help="deepconf logprobs per token")
@@ -266,6 +280,13 @@ def main():
     ec.add_run_args(ap, "deepconf_results.json")
     args = ap.parse_args()
     args.percentiles = [float(p) for p in args.percentiles.split(",") if p.strip()]
+    args.full_records = {}
+    if args.full_from:
+        with open(args.full_from) as f:
+            earlier = json.load(f)
+        for r in earlier["records"]:
+            if "error" not in r and r.get("seed") is not None:
+                args.full_records[r["id"]] = r["methods"]["full"]
     rows = ec.spread(ec.load_word_problems(args.problems), args.num_problems)
     names = list(methods(args))
 
@@ -314,7 +335,7 @@ def main():
     ec.write_results(args.out, {
         "script": "benchmarks/deepconf_eval.py", "argv": sys.argv[1:],
         "date": datetime.now().isoformat(timespec="seconds"), "server": server.info,
-        "settings": vars(args), "wall_s": wall, "summary": summary,
+        "settings": {k: v for k, v in vars(args).items() if k != "full_records"}, "wall_s": wall, "summary": summary,
         "policy_metric_lines": lines, "records": records})
 
 
