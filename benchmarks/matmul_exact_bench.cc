@@ -9,18 +9,24 @@
 // for waking a second thread.
 //   matmul_exact_bench           everything, DefaultThreadPool()
 //   matmul_exact_bench --quick   m = 1 and 128 only
+//   matmul_exact_bench --exact-only --shape BF16:576:1536 --rows 1,8,64,512
+//                                MatMulExact alone on the given shapes (any
+//                                supported type), without the preamble
 // ALIGNSERVE_NUM_THREADS sizes the pool; ALIGNSERVE_CPU_ISA caps the ISA.
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
 #include <chrono>
-#include <ctime>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
+#include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
@@ -41,22 +47,36 @@ struct Shape {
 };
 
 const Shape kShapes[] = {
-    {"attn_k/v", DType::kQ4_1, 576, 192}, {"attn_q/o", DType::kQ4_1, 576, 576},
-    {"ffn_up", DType::kQ4_1, 576, 1536},  {"ffn_down", DType::kQ4_1, 1536, 576},
+    {"attn_k/v", DType::kQ4_1, 576, 192},  {"attn_q/o", DType::kQ4_1, 576, 576},
+    {"ffn_up", DType::kQ4_1, 576, 1536},   {"ffn_down", DType::kQ4_1, 1536, 576},
     {"lm_head", DType::kQ8_0, 576, 49152},
 };
 
-// Random quant bits with sane fp16 scales at the start of every 32-element
-// block (Q4_1: d at 0, m at 2; Q8_0: d at 0), so no value is subnormal or NaN.
+// Random quant bits with sane fp16 scales in every block (d at byte 0 and,
+// for Q4_1/Q5_1/Q4_K/Q5_K, m or dmin at byte 2; Q6_K's d at byte 208), and
+// values in [-0.1, 0.1) for the float types, so no weight is subnormal or NaN.
 std::vector<uint8_t> MakeWeights(DType t, int64_t n, int64_t k) {
   std::vector<uint8_t> w(RowBytes(t, k) * n);
   std::mt19937 rng(1);
+  if (!Info(t).quantized) {
+    std::uniform_real_distribution<float> value(-0.1f, 0.1f);
+    for (int64_t i = 0; i < n * k; ++i) {
+      const float v = value(rng);
+      const uint16_t h = t == DType::kF16 ? F32ToFp16(v) : F32ToBf16(v);
+      if (t == DType::kF32) std::memcpy(&w[4 * i], &v, 4);
+      if (t != DType::kF32) std::memcpy(&w[2 * i], &h, 2);
+    }
+    return w;
+  }
   for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
   const int bytes = Info(t).block_bytes;
+  const bool has_min =
+      t == DType::kQ4_1 || t == DType::kQ5_1 || t == DType::kQ4_K || t == DType::kQ5_K;
+  const size_t d_at = t == DType::kQ6_K ? 208 : 0;
   for (size_t i = 0; i < w.size(); i += bytes) {
     const uint16_t d = F32ToFp16(0.01f), m = F32ToFp16(-0.08f);
-    std::memcpy(&w[i], &d, 2);
-    if (t == DType::kQ4_1) std::memcpy(&w[i + 2], &m, 2);
+    std::memcpy(&w[i + d_at], &d, 2);
+    if (has_min) std::memcpy(&w[i + 2], &m, 2);
   }
   return w;
 }
@@ -126,10 +146,9 @@ void ThreadingOverhead() {
       MedianPerCall([&] { two.ParallelFor(2, 1, [](int64_t, int64_t) {}); }).wall;
   const std::vector<uint8_t> w = MakeWeights(DType::kQ4_1, 192, 576);
   std::vector<float> x(576, 0.5f), y(192);
-  const double single =
-      MedianPerCall(
-          [&] { MatMulExact(x.data(), 1, 576, w.data(), DType::kQ4_1, 192, y.data(), one); })
-          .cpu;
+  const double single = MedianPerCall([&] {
+                          MatMulExact(x.data(), 1, 576, w.data(), DType::kQ4_1, 192, y.data(), one);
+                        }).cpu;
   std::printf("ParallelFor round trip (2 threads, empty): %.2f us\n", round_trip * 1e6);
   std::printf("MatMulExact Q4_1 m=1 576->192 on one thread: %.2f us (%.2f GMAC/s/thread)\n",
               single * 1e6, 576.0 * 192 / single * 1e-9);
@@ -165,9 +184,27 @@ void Accuracy(ThreadPool& pool) {
       err_exact = std::max(err_exact, std::fabs(y_exact[r * n + c] - ref));
     }
   }
-  std::printf("accuracy, Q4_1 576->576 m=16 vs f64 oracle: max |err| int8 %.3g (%.2g of max|y|), "
-              "exact %.3g (%.2g of max|y|)\n\n",
-              err_int8, err_int8 / scale, err_exact, err_exact / scale);
+  std::printf(
+      "accuracy, Q4_1 576->576 m=16 vs f64 oracle: max |err| int8 %.3g (%.2g of max|y|), "
+      "exact %.3g (%.2g of max|y|)\n\n",
+      err_int8, err_int8 / scale, err_exact, err_exact / scale);
+}
+
+// MatMulExact alone: wall us, CPU us, GFLOP/s by wall and per CPU-second.
+void TimeExact(const Shape& s, int64_t m, ThreadPool& pool) {
+  const std::vector<uint8_t> w = MakeWeights(s.type, s.n, s.k);
+  std::vector<float> x(m * s.k), y(m * s.n);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal;
+  for (float& v : x) v = normal(rng);
+  const Timing exact =
+      MedianPerCall([&] { MatMulExact(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
+  const double gflop = 2e-9 * m * s.n * s.k;
+  std::printf("%-5s %5lld->%-5lld m=%-4lld wall %9.1f us  cpu %9.1f us  %7.1f GF/s  %7.1f GF/cpu\n",
+              std::string(DTypeName(s.type)).c_str(), static_cast<long long>(s.k),
+              static_cast<long long>(s.n), static_cast<long long>(m), exact.wall * 1e6,
+              exact.cpu * 1e6, gflop / exact.wall, gflop / exact.cpu);
+  std::fflush(stdout);
 }
 
 void Compare(const Shape& s, int64_t m, ThreadPool& pool) {
@@ -176,26 +213,106 @@ void Compare(const Shape& s, int64_t m, ThreadPool& pool) {
   std::mt19937 rng(2);
   std::normal_distribution<float> normal;
   for (float& v : x) v = normal(rng);
-  const Timing int8 = MedianPerCall(
-      [&] { MatMul(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
-  const Timing exact = MedianPerCall(
-      [&] { MatMulExact(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
+  const Timing int8 =
+      MedianPerCall([&] { MatMul(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
+  const Timing exact =
+      MedianPerCall([&] { MatMulExact(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
   const double gflop = 2e-9 * m * s.n * s.k, gb = 1e-9 * static_cast<double>(w.size());
-  std::printf("%-5s %-8s %4lld->%-5lld %4lld | %8.1f %8.1f %6.1f %6.1f %5.1f | %8.1f %8.1f %6.1f "
-              "%6.1f %5.1f | %5.2f %5.2f\n",
-              std::string(DTypeName(s.type)).c_str(), s.name, static_cast<long long>(s.k),
-              static_cast<long long>(s.n), static_cast<long long>(m), int8.wall * 1e6,
-              int8.cpu * 1e6, gflop / int8.wall, gflop / int8.cpu, gb / int8.wall,
-              exact.wall * 1e6, exact.cpu * 1e6, gflop / exact.wall, gflop / exact.cpu,
-              gb / exact.wall, exact.wall / int8.wall, exact.cpu / int8.cpu);
+  std::printf(
+      "%-5s %-8s %4lld->%-5lld %4lld | %8.1f %8.1f %6.1f %6.1f %5.1f | %8.1f %8.1f %6.1f "
+      "%6.1f %5.1f | %5.2f %5.2f\n",
+      std::string(DTypeName(s.type)).c_str(), s.name, static_cast<long long>(s.k),
+      static_cast<long long>(s.n), static_cast<long long>(m), int8.wall * 1e6, int8.cpu * 1e6,
+      gflop / int8.wall, gflop / int8.cpu, gb / int8.wall, exact.wall * 1e6, exact.cpu * 1e6,
+      gflop / exact.wall, gflop / exact.cpu, gb / exact.wall, exact.wall / int8.wall,
+      exact.cpu / int8.cpu);
   std::fflush(stdout);
 }
 
-void Run(bool quick) {
+struct Options {
+  bool quick = false;
+  bool exact_only = false;
+  std::vector<Shape> shapes;  // empty: kShapes
+  std::vector<int64_t> rows;  // empty: the default list
+};
+
+std::optional<DType> ParseType(std::string_view name) {
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,
+                  DType::kQ5_1, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    if (DTypeName(t) == name) return t;
+  }
+  return std::nullopt;
+}
+
+// "TYPE:K:N", e.g. "Q4_1:576:1536".
+std::optional<Shape> ParseShape(const std::string& spec) {
+  const size_t a = spec.find(':'), b = spec.find(':', a == std::string::npos ? a : a + 1);
+  if (a == std::string::npos || b == std::string::npos) return std::nullopt;
+  const std::optional<DType> t = ParseType(std::string_view(spec).substr(0, a));
+  const long long k = std::atoll(spec.c_str() + a + 1), n = std::atoll(spec.c_str() + b + 1);
+  if (!t || k <= 0 || n <= 0 || !ValidateMatMulExactWeight(*t, k).ok()) return std::nullopt;
+  return Shape{"custom", *t, k, n};
+}
+
+std::vector<int64_t> ParseRows(const std::string& list) {
+  std::vector<int64_t> rows;
+  for (size_t at = 0; at < list.size();) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    const long long m = std::atoll(list.substr(at, comma - at).c_str());
+    if (m > 0) rows.push_back(m);
+    at = comma + 1;
+  }
+  return rows;
+}
+
+constexpr char kUsage[] =
+    "usage: matmul_exact_bench [--quick] [--exact-only] [--shape TYPE:K:N]... [--rows M,M,...]\n"
+    "  --quick        m = 1 and 128 only\n"
+    "  --exact-only   time MatMulExact alone (no MatMul, no peak/threading/accuracy preamble)\n"
+    "  --shape        a weight type (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K),\n"
+    "                 k and n; repeatable; replaces the SmolLM2-135M default shapes\n"
+    "  --rows         the m values (default 1,16,128,512)\n"
+    "ALIGNSERVE_NUM_THREADS sizes the pool; ALIGNSERVE_CPU_ISA caps the ISA.\n";
+
+std::optional<Options> ParseOptions(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (arg == "--quick") {
+      o.quick = true;
+    } else if (arg == "--exact-only") {
+      o.exact_only = true;
+    } else if (arg == "--shape" && has_value) {
+      const std::optional<Shape> shape = ParseShape(argv[++i]);
+      if (!shape) return std::nullopt;
+      o.shapes.push_back(*shape);
+    } else if (arg == "--rows" && has_value) {
+      o.rows = ParseRows(argv[++i]);
+      if (o.rows.empty()) return std::nullopt;
+    } else {
+      return std::nullopt;
+    }
+  }
+  return o;
+}
+
+void Run(const Options& options) {
   ThreadPool& pool = DefaultThreadPool();
   std::printf("ISA %s (MatMulExact kernels: %s), %d threads\n",
               std::string(CpuIsaName(ActiveCpuIsa())).c_str(),
               std::string(CpuIsaName(MatMulExactKernelIsa())).c_str(), pool.num_threads());
+  std::vector<Shape> shapes = options.shapes;
+  if (shapes.empty()) shapes.assign(std::begin(kShapes), std::end(kShapes));
+  std::vector<int64_t> rows = options.rows;
+  if (rows.empty())
+    rows = options.quick ? std::vector<int64_t>{1, 128} : std::vector<int64_t>{1, 16, 128, 512};
+  if (options.exact_only) {
+    for (const Shape& s : shapes) {
+      for (int64_t m : rows) TimeExact(s, m, pool);
+    }
+    return;
+  }
   if (HostCpuFeatures().avx512f) {
     const double peak = FmaPeakGflops();
     std::printf("f32 FMA peak (zmm, register-only): %.1f GFLOP/s per thread, %.1f for %d\n", peak,
@@ -206,14 +323,18 @@ void Run(bool quick) {
   std::printf(
       "Per kernel: wall us, CPU us (all threads), GFLOP/s by wall, GFLOP/s per CPU-second,\n"
       "weight GB/s by wall. Ratio exact/int8 by wall and by CPU time.\n");
-  std::printf("%-24s %4s | %-38s | %-38s | %s\n", "type tensor k->n", "m", "MatMul (int8 activations)",
-              "MatMulExact", "exact/int8");
+  std::printf("%-24s %4s | %-38s | %-38s | %s\n", "type tensor k->n", "m",
+              "MatMul (int8 activations)", "MatMulExact", "exact/int8");
   std::printf("%-29s | %8s %8s %6s %6s %5s | %8s %8s %6s %6s %5s | %5s %5s\n", "", "wall", "cpu",
               "GF/s", "GF/cpu", "GB/s", "wall", "cpu", "GF/s", "GF/cpu", "GB/s", "wall", "cpu");
-  std::vector<int64_t> rows = {1, 16, 128, 512};
-  if (quick) rows = {1, 128};
-  for (const Shape& s : kShapes) {
-    for (int64_t m : rows) Compare(s, m, pool);
+  for (const Shape& s : shapes) {
+    for (int64_t m : rows) {
+      if (MatMulSupports(s.type)) {
+        Compare(s, m, pool);
+      } else {
+        TimeExact(s, m, pool);
+      }
+    }
   }
 }
 
@@ -221,7 +342,15 @@ void Run(bool quick) {
 }  // namespace alignserve
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  alignserve::Run(quick);
+  if (argc == 2 && std::strcmp(argv[1], "--help") == 0) {
+    std::fputs(alignserve::kUsage, stdout);
+    return 0;
+  }
+  const std::optional<alignserve::Options> options = alignserve::ParseOptions(argc, argv);
+  if (!options) {
+    std::fputs(alignserve::kUsage, stderr);
+    return 2;
+  }
+  alignserve::Run(*options);
   return 0;
 }

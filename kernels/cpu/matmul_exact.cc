@@ -16,7 +16,8 @@ namespace {
 
 // The scalar level reuses DequantizeRow itself (bit-equality by
 // construction) and plain sequential f32 dot products; it is the portable
-// fallback, not a fast path.
+// fallback, not a fast path. Decode and Gemm both sum with Dot, the scalar
+// canonical order (matmul_exact.h).
 std::vector<float>& ScalarRowBuffer(int64_t k) {
   thread_local std::vector<float> row;
   if (static_cast<int64_t>(row.size()) < k) row.resize(static_cast<size_t>(k));
@@ -71,18 +72,30 @@ Kernels ScalarFor() {
 
 Kernels ScalarKernels(DType w_type) {
   switch (w_type) {
-    case DType::kF32: return ScalarFor<DType::kF32>();
-    case DType::kF16: return ScalarFor<DType::kF16>();
-    case DType::kBF16: return ScalarFor<DType::kBF16>();
-    case DType::kQ4_0: return ScalarFor<DType::kQ4_0>();
-    case DType::kQ4_1: return ScalarFor<DType::kQ4_1>();
-    case DType::kQ5_0: return ScalarFor<DType::kQ5_0>();
-    case DType::kQ5_1: return ScalarFor<DType::kQ5_1>();
-    case DType::kQ8_0: return ScalarFor<DType::kQ8_0>();
-    case DType::kQ4_K: return ScalarFor<DType::kQ4_K>();
-    case DType::kQ5_K: return ScalarFor<DType::kQ5_K>();
-    case DType::kQ6_K: return ScalarFor<DType::kQ6_K>();
-    default: return {};
+    case DType::kF32:
+      return ScalarFor<DType::kF32>();
+    case DType::kF16:
+      return ScalarFor<DType::kF16>();
+    case DType::kBF16:
+      return ScalarFor<DType::kBF16>();
+    case DType::kQ4_0:
+      return ScalarFor<DType::kQ4_0>();
+    case DType::kQ4_1:
+      return ScalarFor<DType::kQ4_1>();
+    case DType::kQ5_0:
+      return ScalarFor<DType::kQ5_0>();
+    case DType::kQ5_1:
+      return ScalarFor<DType::kQ5_1>();
+    case DType::kQ8_0:
+      return ScalarFor<DType::kQ8_0>();
+    case DType::kQ4_K:
+      return ScalarFor<DType::kQ4_K>();
+    case DType::kQ5_K:
+      return ScalarFor<DType::kQ5_K>();
+    case DType::kQ6_K:
+      return ScalarFor<DType::kQ6_K>();
+    default:
+      return {};
   }
 }
 
@@ -97,10 +110,10 @@ Kernels ActiveKernels(DType w_type) {
 
 namespace {
 
+using matmul_exact_internal::Kernels;
 using matmul_exact_internal::kMaxDecodeRows;
 using matmul_exact_internal::kTileCols;
 using matmul_exact_internal::kTilePad;
-using matmul_exact_internal::Kernels;
 
 // Multiply-adds a thread must get before a second thread is woken. Measured
 // on the 2-core development VM (benchmarks/matmul_exact_bench.cc): a

@@ -8,6 +8,26 @@
 // only difference from "dequantize W to f32, then an f32 GEMM" is the order
 // of the float additions: |y - y_exact| <= (k + 2) * 2^-24 * sum_i |x_i w_i|.
 //
+// Batch invariance: within one ISA level, y[r, :] depends only on x[r, :]
+// and W, never on m, on r, on the other rows of x or on the thread count:
+// the same activation row gives the same bits alone (m = 1, decode) or in a
+// batch of any size at any position (prefill), as a serving engine needs for
+// results that do not depend on what else is batched. Each level fixes one
+// canonical order of the float operations for every output, and both paths
+// below follow it exactly (results still differ between levels):
+//  * scalar: s = 0; s += x_i * w_i for i = 0 .. k-1 (one running f32 sum;
+//    both paths call the same Dot function).
+//  * AVX2: one 8-lane accumulator; acc = fma(x[i, i+8), w[i, i+8), acc) for
+//    i = 0, 8, 16, ... in increasing k, never split, the last step on x and w
+//    lanes zero-filled past k; then the halving tree: lane j += lane j + 4,
+//    then j + 2, then j + 1.
+//  * AVX-512: the same with one 16-lane accumulator, 16 elements per FMA and
+//    the tree j + 8, j + 4, j + 2, j + 1 (what _mm512_reduce_add_ps does).
+// The accumulator starts at +0; a decoded block enters it in increasing k.
+// Prefill may cut k into chunks for the caches, but it parks and reloads
+// the vector accumulators between chunks, so the order stays the same.
+// (Checked by tests/kernels/matmul_exact_test.cc, "batch invariance".)
+//
 // Two paths, both chosen per call:
 //  * m <= kMaxDecodeRows (decode, memory bound): each weight block is decoded
 //    straight from its bytes into SIMD registers (nibble unpack, int->float,
@@ -47,7 +67,8 @@ absl::Status ValidateMatMulExactWeight(DType w_type, int64_t k);
 // element is written (y is never read). Preconditions (checked, abort if
 // broken): ValidateMatMulExactWeight(w_type, k) is OK, m, n >= 0.
 // Allocates nothing once each thread's scratch has grown to kTileCols rows
-// of the largest k seen.
+// of the largest k seen (and, once k > 384 at m > kMaxDecodeRows, a 64 KB
+// buffer that carries accumulators between k chunks).
 void MatMulExact(const float* x, int64_t m, int64_t k, const void* w, DType w_type, int64_t n,
                  float* y, ThreadPool& pool);
 
@@ -66,18 +87,20 @@ inline constexpr int64_t kTileCols = 16;
 inline constexpr int64_t kTilePad = 16;
 
 // y[r * ldy + c] = sum_i x[r * k + i] * dequant(w row c)[i] for r < m
-// (1 <= m <= kMaxDecodeRows), c in [c_begin, c_end). Row c starts at
-// w + c * w_stride.
-using DecodeFn = void (*)(const float* x, int64_t m, int64_t k, const uint8_t* w,
-                          size_t w_stride, int64_t c_begin, int64_t c_end, float* y, int64_t ldy);
+// (1 <= m <= kMaxDecodeRows), c in [c_begin, c_end), summed in the level's
+// canonical order (bit-equal to GemmFn on the dequantized rows). Row c
+// starts at w + c * w_stride.
+using DecodeFn = void (*)(const float* x, int64_t m, int64_t k, const uint8_t* w, size_t w_stride,
+                          int64_t c_begin, int64_t c_end, float* y, int64_t ldy);
 
 // out[i * ld + j] = dequant(w row i)[j] for i < rows, j < k (bit-equal to
 // DequantizeRow), and 0 for k <= j < ld.
 using DequantFn = void (*)(const uint8_t* w, size_t w_stride, int64_t rows, int64_t k, float* out,
                            int64_t ld);
 
-// y[r * ldy + c] = sum_i x[r * k + i] * wd[c * ldw + i] for r < m, c < cols;
-// wd rows are zero from k to RoundUp(k, kTilePad) (the kernel may read them).
+// y[r * ldy + c] = sum_i x[r * k + i] * wd[c * ldw + i] for r < m,
+// c < cols <= kTileCols, in the level's canonical order; wd rows are zero
+// from k to RoundUp(k, kTilePad) (the kernel may read them).
 using GemmFn = void (*)(const float* x, int64_t m, int64_t k, const float* wd, int64_t ldw,
                         int64_t cols, float* y, int64_t ldy);
 

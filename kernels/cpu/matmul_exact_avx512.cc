@@ -7,9 +7,13 @@
 // does; Q6_K's (d * sc) * (q - 32) is the same single multiplication.
 // Scales go through F16C (_cvtsh_ss), exact for every non-NaN half.
 //
-// Decode fuses the decoder with FMAs into up to 3 activation rows for 4
-// weight rows at once; prefill stores decoded tiles and runs a 4 x 4 tile
-// kernel (16 zmm accumulators, one k step = 8 loads + 16 FMAs).
+// Both paths follow the canonical order of this level (matmul_exact.h): per
+// output one zmm accumulator, fma(x[i, i + 16), w[i, i + 16), acc) for i =
+// 0, 16, 32, ... (a last step on zero-filled x and w lanes past k), then
+// ReduceOne's tree. Decode fuses the decoder with those FMAs into up to 3
+// activation rows for 4 weight rows at once; prefill stores decoded tiles
+// and runs a 4 x 4 tile kernel (16 zmm accumulators, one k step = 8 loads +
+// 16 FMAs), cache-blocked in k without splitting any sum.
 // GCC 12's own AVX-512 headers trip -Wuninitialized (the deliberately
 // undefined pass-through operand of the unmasked conversions).
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -18,7 +22,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/matmul_exact.h"
 #include "kernels/cpu/quant_blocks.h"
@@ -34,9 +40,13 @@ namespace {
 #define EXACT_INLINE inline __attribute__((always_inline))
 
 EXACT_INLINE float Half(uint16_t h) { return _cvtsh_ss(h); }
-EXACT_INLINE __m128i Load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+EXACT_INLINE __m128i Load16(const void* p) {
+  return _mm_loadu_si128(static_cast<const __m128i*>(p));
+}
 EXACT_INLINE __m128i Lo4(__m128i v) { return _mm_and_si128(v, _mm_set1_epi8(0x0f)); }
-EXACT_INLINE __m128i Hi4(__m128i v) { return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f)); }
+EXACT_INLINE __m128i Hi4(__m128i v) {
+  return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
+}
 EXACT_INLINE __m512 U8ToPs(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)); }
 EXACT_INLINE __m512 I8ToPs(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)); }
 // Adds 16 to byte i of v where bit i of `bits` is set (the fifth quant bit).
@@ -73,8 +83,10 @@ EXACT_INLINE __m512 ToPs(__m512i v) { return _mm512_cvtepi32_ps(v); }
 
 // A decoder: kElems elements per block of kBytes bytes; Block(p, emit)
 // calls emit(offset, v) with v = elements [offset, offset + 16) for every
-// offset (a multiple of 16 below kElems). Float types (kFloat) have 16-element
-// "blocks" and One(row, i) for the tail of a row.
+// offset (a multiple of 16 below kElems), in increasing offset order: the
+// decode path's accumulation order is the emit order. Float types (kFloat)
+// have 16-element "blocks" and Partial(p, mask) for the tail of a row: the
+// elements at p under the mask's (low, contiguous) lanes, zeros elsewhere.
 struct DecQ4_0 {
   static constexpr int kElems = 32, kBytes = sizeof(BlockQ4_0);
   static constexpr bool kFloat = false;
@@ -210,10 +222,8 @@ struct DecF32 {
   EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     emit(0, _mm512_loadu_ps(reinterpret_cast<const float*>(p)));
   }
-  static float One(const uint8_t* row, int64_t i) {
-    float v;
-    std::memcpy(&v, row + 4 * i, 4);
-    return v;
+  EXACT_INLINE static __m512 Partial(const uint8_t* p, __mmask16 mask) {
+    return _mm512_maskz_loadu_ps(mask, p);
   }
 };
 
@@ -224,10 +234,8 @@ struct DecF16 {
   EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
     emit(0, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
   }
-  static float One(const uint8_t* row, int64_t i) {
-    uint16_t h;
-    std::memcpy(&h, row + 2 * i, 2);
-    return Half(h);
+  EXACT_INLINE static __m512 Partial(const uint8_t* p, __mmask16 mask) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p));
   }
 };
 
@@ -236,61 +244,80 @@ struct DecBF16 {
   static constexpr bool kFloat = true;
   template <class Emit>
   EXACT_INLINE static void Block(const uint8_t* p, Emit&& emit) {
-    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    emit(0, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+    emit(0, Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
   }
-  static float One(const uint8_t* row, int64_t i) {
-    uint16_t h;
-    std::memcpy(&h, row + 2 * i, 2);
-    const uint32_t bits = static_cast<uint32_t>(h) << 16;
-    float v;
-    std::memcpy(&v, &bits, 4);
-    return v;
+  EXACT_INLINE static __m512 Partial(const uint8_t* p, __mmask16 mask) {
+    return Widen(_mm256_maskz_loadu_epi16(mask, p));
+  }
+  EXACT_INLINE static __m512 Widen(__m256i bf16) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16), 16));
   }
 };
 
+// ---- the canonical order ---------------------------------------------------
+
+// One step of an output's accumulation: x and w lanes, in this operand order
+// on both paths (so that even NaN payloads agree).
+EXACT_INLINE __m512 Step(__m512 x, __m512 w, __m512 acc) { return _mm512_fmadd_ps(x, w, acc); }
+
+// Lanes [0, count) of a k tail (0 < count < 16).
+EXACT_INLINE __mmask16 TailMask(int64_t count) { return static_cast<__mmask16>((1u << count) - 1); }
+
+// The sum of the 16 lanes by the halving tree: lane i + 8 onto lane i, then
+// i + 4, i + 2, i + 1, the lower lane always the first operand. Reduce16
+// below computes the same tree for 16 accumulators at once.
+EXACT_INLINE float ReduceOne(__m512 v) {
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  const __m128 p = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)));
+}
+
 // ---- decode: m <= 3 rows, weights decoded in registers --------------------
 
-// NR weight rows against M activation rows; P accumulators per pair (two
-// where registers allow, so consecutive FMAs into one output do not wait on
-// each other's latency).
+// NR weight rows against M activation rows, one accumulator per output (the
+// canonical order allows no more). At M = 1 that leaves NR = 4 FMA chains:
+// enough, as each FMA comes with 2-4 decode operations (a group of 8 rows
+// measured 3-15% slower, and 1.7x slower for Q4_K).
 template <class D, int M, int NR>
 void DecodeGroup(const float* x, int64_t k, const uint8_t* w, size_t w_stride, float* y,
                  int64_t ldy) {
-  constexpr int P = M * NR <= 8 ? 2 : 1;
-  __m512 acc[M][NR][P];
+  __m512 acc[M][NR];
 #pragma GCC unroll 3
   for (int r = 0; r < M; ++r) {
 #pragma GCC unroll 4
-    for (int j = 0; j < NR; ++j) {
-#pragma GCC unroll 2
-      for (int p = 0; p < P; ++p) acc[r][j][p] = _mm512_setzero_ps();
-    }
+    for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_ps();
   }
   const int64_t nb = k / D::kElems;
   for (int64_t blk = 0; blk < nb; ++blk) {
     const float* xb = x + blk * D::kElems;
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) {
-      D::Block(w + j * w_stride + blk * D::kBytes, [&](int off, __m512 v) __attribute__((always_inline)) {
-        const int p = (off / 16) % P;
+      auto step = [&](int off, __m512 v) __attribute__((always_inline)) {
 #pragma GCC unroll 3
         for (int r = 0; r < M; ++r) {
-          acc[r][j][p] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xb + r * k + off), acc[r][j][p]);
+          acc[r][j] = Step(_mm512_loadu_ps(xb + r * k + off), v, acc[r][j]);
         }
-      });
+      };
+      D::Block(w + j * w_stride + blk * D::kBytes, step);
+    }
+  }
+  if constexpr (D::kFloat) {
+    const int64_t i = nb * D::kElems;
+    if (i < k) {
+      const __mmask16 mask = TailMask(k - i);
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) {
+        const __m512 v = D::Partial(w + j * w_stride + nb * D::kBytes, mask);
+#pragma GCC unroll 3
+        for (int r = 0; r < M; ++r) {
+          acc[r][j] = Step(_mm512_maskz_loadu_ps(mask, x + r * k + i), v, acc[r][j]);
+        }
+      }
     }
   }
   for (int r = 0; r < M; ++r) {
-    for (int j = 0; j < NR; ++j) {
-      __m512 sum = acc[r][j][0];
-      if constexpr (P == 2) sum = _mm512_add_ps(sum, acc[r][j][1]);
-      float s = _mm512_reduce_add_ps(sum);
-      if constexpr (D::kFloat) {
-        for (int64_t i = nb * D::kElems; i < k; ++i) s += x[r * k + i] * D::One(w + j * w_stride, i);
-      }
-      y[r * ldy + j] = s;
-    }
+    for (int j = 0; j < NR; ++j) y[r * ldy + j] = ReduceOne(acc[r][j]);
   }
 }
 
@@ -322,9 +349,12 @@ template <class D>
 void Decode(const float* x, int64_t m, int64_t k, const uint8_t* w, size_t w_stride,
             int64_t c_begin, int64_t c_end, float* y, int64_t ldy) {
   switch (m) {
-    case 1: return DecodeRows<D, 1>(x, k, w, w_stride, c_begin, c_end, y, ldy);
-    case 2: return DecodeRows<D, 2>(x, k, w, w_stride, c_begin, c_end, y, ldy);
-    default: return DecodeRows<D, 3>(x, k, w, w_stride, c_begin, c_end, y, ldy);
+    case 1:
+      return DecodeRows<D, 1>(x, k, w, w_stride, c_begin, c_end, y, ldy);
+    case 2:
+      return DecodeRows<D, 2>(x, k, w, w_stride, c_begin, c_end, y, ldy);
+    default:
+      return DecodeRows<D, 3>(x, k, w, w_stride, c_begin, c_end, y, ldy);
   }
 }
 
@@ -338,18 +368,26 @@ void Dequant(const uint8_t* w, size_t w_stride, int64_t rows, int64_t k, float* 
     float* o = out + i * ld;
     for (int64_t blk = 0; blk < nb; ++blk) {
       float* ob = o + blk * D::kElems;
-      D::Block(row + blk * D::kBytes, [ob](int off, __m512 v) __attribute__((always_inline)) { _mm512_storeu_ps(ob + off, v); });
+      auto store = [ob](int off, __m512 v) __attribute__((always_inline)) {
+        _mm512_storeu_ps(ob + off, v);
+      };
+      D::Block(row + blk * D::kBytes, store);
     }
     int64_t j = nb * D::kElems;
     if constexpr (D::kFloat) {
-      for (; j < k; ++j) o[j] = D::One(row, j);
+      if (j < k) {
+        const __mmask16 mask = TailMask(k - j);
+        _mm512_mask_storeu_ps(o + j, mask, D::Partial(row + nb * D::kBytes, mask));
+        j = k;
+      }
     }
     for (; j < ld; ++j) o[j] = 0.0f;
   }
 }
 
 // Sums each of 16 vectors: lane 4r + c of the result is the sum of a[4c + r]
-// (a transposing tree of 45 shuffles/adds instead of 16 full reductions).
+// (a transposing tree of 45 shuffles/adds instead of 16 full reductions),
+// each by exactly ReduceOne's tree and operand order.
 EXACT_INLINE __m512 Reduce16(const __m512* a) {
   __m512 t[8], u[4], v[2];
   for (int i = 0; i < 8; ++i) {  // halves: [a 8 lanes | b 8 lanes]
@@ -367,29 +405,59 @@ EXACT_INLINE __m512 Reduce16(const __m512* a) {
   return _mm512_add_ps(_mm512_shuffle_ps(v[0], v[1], 0x88), _mm512_shuffle_ps(v[0], v[1], 0xDD));
 }
 
-// R x C outputs (R, C <= 4) over a k range of `len` elements: accumulator
-// 4c + r holds 16 lanes of x_r . w_c. x rows are ldx apart. kAdd adds the
-// sums to y (a later k chunk) instead of storing them.
-template <int R, int C, bool kAdd>
-void Tile(const float* x, int64_t ldx, int64_t len, const float* wd, int64_t ldw, float* y,
-          int64_t ldy) {
+// k is cut into chunks of at most kMaxChunk elements (multiples of 16) so
+// that a chunk of the kTileCols-row weight tile (<= 24 KB) stays in L1 while
+// the row tiles of a block of kRowBlock activation rows sweep past it. Between
+// chunks the 16-lane accumulators are parked in a carry buffer and reloaded
+// as they are, so the steps each output sees, and their order, are those of
+// one pass over all of k: chunking does not touch the canonical order.
+// Measured (k = 1536, m = 64/512, Zen 5): chunks of 384 beat 256, 320, 512
+// and 768, and one pass over all of k is ~25% slower (weight and activation
+// rows then evict each other from L1); row blocks of 16..256 perform alike.
+constexpr int64_t kMaxChunk = 384;
+constexpr int64_t kRowBlock = 64;
+// Accumulators of one row block: (kRowBlock / 4) x (kTileCols / 4) tiles of
+// 16 vectors of 16 floats (64 KB per thread, 64-byte aligned, allocated once).
+constexpr int64_t kCarryFloats = kRowBlock / 4 * (kTileCols / 4) * 16 * 16;
+static_assert(kTileCols % 4 == 0 && kRowBlock % 4 == 0);
+
+float* CarryBuffer() {
+  thread_local std::vector<float> storage(kCarryFloats + 16);
+  const auto addr = reinterpret_cast<uintptr_t>(storage.data());
+  return storage.data() + ((64 - addr % 64) % 64) / sizeof(float);
+}
+
+// R x C outputs (R, C <= 4) over the k range [k0, k1) (a chunk; x rows are k
+// apart): accumulator 4c + r holds 16 lanes of x_r . w_c. A chunk after the
+// first resumes from carry, one before the last parks its accumulators there;
+// the last adds the masked tail step and writes the sums to y.
+template <int R, int C>
+void Tile(const float* x, int64_t k, int64_t k0, int64_t k1, const float* wd, int64_t ldw,
+          float* carry, float* y, int64_t ldy) {
   __m512 acc[16];
 #pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
-  const int64_t len16 = len & ~int64_t{15};
+  for (int i = 0; i < 16; ++i) {
+    acc[i] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(carry + 16 * i);
+  }
   auto step = [&](int64_t i, __mmask16 mask) __attribute__((always_inline)) {
     __m512 wv[C];
 #pragma GCC unroll 4
     for (int c = 0; c < C; ++c) wv[c] = _mm512_load_ps(wd + c * ldw + i);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      const __m512 xv = _mm512_maskz_loadu_ps(mask, x + r * ldx + i);
+      const __m512 xv = _mm512_maskz_loadu_ps(mask, x + r * k + i);
 #pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) acc[4 * c + r] = _mm512_fmadd_ps(xv, wv[c], acc[4 * c + r]);
+      for (int c = 0; c < C; ++c) acc[4 * c + r] = Step(xv, wv[c], acc[4 * c + r]);
     }
   };
-  for (int64_t i = 0; i < len16; i += 16) step(i, 0xffff);
-  if (len16 < len) step(len16, static_cast<__mmask16>((1u << (len - len16)) - 1));
+  const int64_t full_end = std::min(k1, k & ~int64_t{15});
+  for (int64_t i = k0; i < full_end; i += 16) step(i, 0xffff);
+  if (k1 < k) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) _mm512_store_ps(carry + 16 * i, acc[i]);
+    return;
+  }
+  if (full_end < k) step(full_end, TailMask(k - full_end));
   // A copy, so that acc's address is never taken and it stays in registers.
   __m512 sums[16];
 #pragma GCC unroll 16
@@ -397,43 +465,33 @@ void Tile(const float* x, int64_t ldx, int64_t len, const float* wd, int64_t ldw
   alignas(64) float out[16];
   _mm512_store_ps(out, Reduce16(sums));
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) {
-      if constexpr (kAdd) {
-        y[r * ldy + c] += out[4 * r + c];
-      } else {
-        y[r * ldy + c] = out[4 * r + c];
-      }
-    }
+    for (int c = 0; c < C; ++c) y[r * ldy + c] = out[4 * r + c];
   }
 }
 
-using TileFn = void (*)(const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t);
-template <int R, bool kAdd>
-constexpr TileFn kTileRow[4] = {&Tile<R, 1, kAdd>, &Tile<R, 2, kAdd>, &Tile<R, 3, kAdd>,
-                                &Tile<R, 4, kAdd>};
-template <bool kAdd>
-constexpr const TileFn* kTiles[4] = {kTileRow<1, kAdd>, kTileRow<2, kAdd>, kTileRow<3, kAdd>,
-                                     kTileRow<4, kAdd>};
-
-// k is split into chunks of at most kMaxChunk (multiples of 16) so that a
-// chunk of the kTileCols-row weight tile (<= 40 KB) and of 4 activation rows
-// stay in L1 while all row tiles sweep past; each chunk after the first adds
-// its partial sums to y.
-constexpr int64_t kMaxChunk = 640;
+using TileFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t, float*,
+                        float*, int64_t);
+template <int R>
+constexpr TileFn kTileRow[4] = {&Tile<R, 1>, &Tile<R, 2>, &Tile<R, 3>, &Tile<R, 4>};
+constexpr const TileFn* kTiles[4] = {kTileRow<1>, kTileRow<2>, kTileRow<3>, kTileRow<4>};
 
 void Gemm(const float* x, int64_t m, int64_t k, const float* wd, int64_t ldw, int64_t cols,
           float* y, int64_t ldy) {
   const int64_t chunks = (k + kMaxChunk - 1) / kMaxChunk;
   const int64_t chunk = ((k + chunks - 1) / chunks + 15) / 16 * 16;
-  for (int64_t k0 = 0; k0 < k; k0 += chunk) {
-    const int64_t len = std::min(chunk, k - k0);
-    const TileFn* const* tiles = k0 == 0 ? kTiles<false> : kTiles<true>;
-    for (int64_t r = 0; r < m; r += 4) {
-      const int rows = static_cast<int>(std::min<int64_t>(4, m - r));
-      for (int64_t c = 0; c < cols; c += 4) {
-        const int n = static_cast<int>(std::min<int64_t>(4, cols - c));
-        tiles[rows - 1][n - 1](x + r * k + k0, k, len, wd + c * ldw + k0, ldw, y + r * ldy + c,
-                               ldy);
+  float* const carry = chunks > 1 ? CarryBuffer() : nullptr;
+  for (int64_t r0 = 0; r0 < m; r0 += kRowBlock) {
+    const int64_t r1 = std::min(m, r0 + kRowBlock);
+    for (int64_t k0 = 0; k0 < k; k0 += chunk) {
+      const int64_t k1 = std::min(k, k0 + chunk);
+      int64_t slot = 0;  // the same tile gets the same slot in every chunk
+      for (int64_t r = r0; r < r1; r += 4) {
+        const int rows = static_cast<int>(std::min<int64_t>(4, r1 - r));
+        for (int64_t c = 0; c < cols; c += 4, slot += 16 * 16) {
+          const int n = static_cast<int>(std::min<int64_t>(4, cols - c));
+          kTiles[rows - 1][n - 1](x + r * k, k, k0, k1, wd + c * ldw, ldw,
+                                  carry ? carry + slot : nullptr, y + r * ldy + c, ldy);
+        }
       }
     }
   }
@@ -448,18 +506,30 @@ Kernels For() {
 
 Kernels Avx512Kernels(DType w_type) {
   switch (w_type) {
-    case DType::kF32: return For<DecF32>();
-    case DType::kF16: return For<DecF16>();
-    case DType::kBF16: return For<DecBF16>();
-    case DType::kQ4_0: return For<DecQ4_0>();
-    case DType::kQ4_1: return For<DecQ4_1>();
-    case DType::kQ5_0: return For<DecQ5_0>();
-    case DType::kQ5_1: return For<DecQ5_1>();
-    case DType::kQ8_0: return For<DecQ8_0>();
-    case DType::kQ4_K: return For<DecQ45_K<false>>();
-    case DType::kQ5_K: return For<DecQ45_K<true>>();
-    case DType::kQ6_K: return For<DecQ6_K>();
-    default: return {};
+    case DType::kF32:
+      return For<DecF32>();
+    case DType::kF16:
+      return For<DecF16>();
+    case DType::kBF16:
+      return For<DecBF16>();
+    case DType::kQ4_0:
+      return For<DecQ4_0>();
+    case DType::kQ4_1:
+      return For<DecQ4_1>();
+    case DType::kQ5_0:
+      return For<DecQ5_0>();
+    case DType::kQ5_1:
+      return For<DecQ5_1>();
+    case DType::kQ8_0:
+      return For<DecQ8_0>();
+    case DType::kQ4_K:
+      return For<DecQ45_K<false>>();
+    case DType::kQ5_K:
+      return For<DecQ45_K<true>>();
+    case DType::kQ6_K:
+      return For<DecQ6_K>();
+    default:
+      return {};
   }
 }
 

@@ -1,7 +1,8 @@
 // MatMulExact against "DequantizeRow, then a double-precision dot product",
 // for every supported weight type at every ISA level this machine has, over
 // odd shapes that exercise both paths (decode m <= 3, prefill m >= 4), row
-// and column remainders and (float types) k tails.
+// and column remainders and (float types) k tails; and batch invariance: a
+// row's output bits do not depend on m or on the row's position.
 //
 // Tolerance (derived, per output y[r, c] = sum_i x_i w_i, S = sum_i |x_i w_i|):
 // the kernels' weights equal DequantizeRow's bit for bit (checked directly
@@ -50,21 +51,25 @@ const DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0,
                         DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 
 struct ScaleField {
-  int offset;    // byte offset of an fp16 field inside the block
-  bool is_min;   // an additive offset (Q4_1/Q5_1 m, K-quant dmin)
+  int offset;   // byte offset of an fp16 field inside the block
+  bool is_min;  // an additive offset (Q4_1/Q5_1 m, K-quant dmin)
 };
 
 std::vector<ScaleField> ScaleFields(DType t) {
   switch (t) {
     case DType::kQ4_0:
     case DType::kQ5_0:
-    case DType::kQ8_0: return {{0, false}};
+    case DType::kQ8_0:
+      return {{0, false}};
     case DType::kQ4_1:
     case DType::kQ5_1:
     case DType::kQ4_K:
-    case DType::kQ5_K: return {{0, false}, {2, true}};
-    case DType::kQ6_K: return {{208, false}};
-    default: return {};
+    case DType::kQ5_K:
+      return {{0, false}, {2, true}};
+    case DType::kQ6_K:
+      return {{208, false}};
+    default:
+      return {};
   }
 }
 
@@ -106,11 +111,15 @@ std::vector<uint8_t> MakeWeights(DType t, int64_t n, int64_t k, uint32_t seed,
     for (const ScaleField& f : fields) {
       float v = f.is_min ? offset(rng) : scale(rng);
       if (subnormal) v *= 1e-3f;
-      if (integer_valued) v = f.is_min ? (t == DType::kQ4_1 || t == DType::kQ5_1 ? -8.0f : 1.0f) : 1.0f;
+      if (integer_valued) {
+        v = f.is_min ? (t == DType::kQ4_1 || t == DType::kQ5_1 ? -8.0f : 1.0f) : 1.0f;
+      }
       PutHalf(p + f.offset, v);
     }
     if (integer_valued && t == DType::kQ6_K) {
-      for (int j = 0; j < 16; ++j) p[192 + j] = static_cast<uint8_t>(static_cast<int8_t>(small_int(rng)));
+      for (int j = 0; j < 16; ++j) {
+        p[192 + j] = static_cast<uint8_t>(static_cast<int8_t>(small_int(rng)));
+      }
     }
   }
   return w;
@@ -164,7 +173,6 @@ std::vector<int64_t> RowLengths(DType t) {
   }
   return ks;
 }
-
 
 // Runs MatMulExact on a NaN-poisoned y and returns it.
 std::vector<float> RunExact(const std::vector<float>& x, int64_t m, int64_t k,
@@ -269,6 +277,58 @@ TEST_CASE("one thread and three threads give bitwise equal results") {
         const std::vector<float> a = RunExact(x, m, k, w, t, n, one);
         const std::vector<float> b = RunExact(x, m, k, w, t, n, three);
         CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
+// Row lengths for the batch-invariance case: a k tail (float types), one
+// past the old 640-element prefill chunk, and K-quant rows of 2 and 3 blocks.
+std::vector<int64_t> InvarianceRowLengths(DType t) {
+  if (Info(t).block_elems == kQKK) return {512, 768};
+  if (!Info(t).quantized) return {37, 768, 1301};
+  return {96, 768, 1312};
+}
+
+TEST_CASE("a row's result is bitwise the same whatever batch it is in (batch invariance)") {
+  ThreadPool pool(2);
+  constexpr int64_t kPoolRows = 65, n = 37;
+  // 77: two prefill row blocks of the SIMD kernels, the second one partial.
+  const int64_t kBatchRows[] = {1, 2, 3, 4, 5, 7, 8, 13, 64, 77};
+  for (DType t : kTypes) {
+    for (int64_t k : InvarianceRowLengths(t)) {
+      const std::vector<uint8_t> w = MakeWeights(t, n, k, 31 + static_cast<uint32_t>(k));
+      const std::vector<float> rows = RandomActivations(kPoolRows, k, 17);
+      for (CpuIsa isa : AvailableCpuIsas()) {
+        ScopedCpuIsaCap cap(isa);
+        // alone[i]: pool row i computed on its own (m = 1, the decode path).
+        std::vector<std::vector<float>> alone;
+        for (int64_t i = 0; i < kPoolRows; ++i) {
+          const std::vector<float> x(rows.begin() + i * k, rows.begin() + (i + 1) * k);
+          alone.push_back(RunExact(x, 1, k, w, t, n, pool));
+        }
+        for (int64_t m : kBatchRows) {
+          for (int64_t pos : {int64_t{0}, m - 1}) {
+            // Batch row j is pool row (j - pos) mod kPoolRows: row 0 sits at
+            // pos (and m = 77 repeats some rows).
+            auto source = [&](int64_t j) {
+              return ((j - pos) % kPoolRows + kPoolRows) % kPoolRows;
+            };
+            std::vector<float> x(m * k);
+            for (int64_t j = 0; j < m; ++j) {
+              std::memcpy(x.data() + j * k, rows.data() + source(j) * k, k * sizeof(float));
+            }
+            const std::vector<float> y = RunExact(x, m, k, w, t, n, pool);
+            int differing_rows = 0;
+            for (int64_t j = 0; j < m; ++j) {
+              differing_rows +=
+                  std::memcmp(y.data() + j * n, alone[source(j)].data(), n * sizeof(float)) != 0;
+            }
+            INFO(DTypeName(t) << " isa=" << CpuIsaName(isa) << " k=" << k << " m=" << m
+                              << " row 0 at " << pos);
+            CHECK(differing_rows == 0);
+          }
+        }
       }
     }
   }
