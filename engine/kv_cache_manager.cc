@@ -30,10 +30,7 @@ std::vector<BlockPool::CachedBlock> KvCacheManager::MatchPrefix(Sequence& seq) {
   std::vector<BlockPool::CachedBlock> prefix;
   if (!enable_prefix_caching_ || !seq.block_table().empty()) return prefix;
   UpdateHashes(seq);
-  // Prompt logprobs need the logits of every prompt position, so such a
-  // sequence computes its whole prompt (as vLLM does); its blocks are still
-  // registered for others.
-  if (seq.group().params().sampling.prompt_logprobs.has_value()) return prefix;
+  if (!ReadsPrefixCache(seq)) return prefix;
   const std::span<const int32_t> tokens(seq.token_ids());
   // The last token is never taken from the cache: its logits are needed.
   const int32_t max_blocks = (seq.num_tokens() - 1) / block_size_;
@@ -46,6 +43,10 @@ std::vector<BlockPool::CachedBlock> KvCacheManager::MatchPrefix(Sequence& seq) {
     parent_uid = hit->uid;
   }
   return prefix;
+}
+
+bool KvCacheManager::ReadsPrefixCache(const Sequence& seq) const {
+  return enable_prefix_caching_ && !seq.group().params().sampling.prompt_logprobs.has_value();
 }
 
 int32_t KvCacheManager::NumCachedPrefixTokens(Sequence& seq) {

@@ -32,6 +32,11 @@ class KvCacheManager {
   int32_t block_size() const { return block_size_; }
   int32_t num_blocks() const { return pool_.num_blocks(); }
   bool prefix_caching() const { return enable_prefix_caching_; }
+  // Whether seq may take blocks from the prefix cache: caching is on and its
+  // request does not ask for prompt logprobs (which need the logits of every
+  // prompt position, so it computes its whole prompt, as vLLM does; its
+  // blocks are still registered for others).
+  bool ReadsPrefixCache(const Sequence& seq) const;
 
   // Tokens a sequence holding no blocks would take from the prefix cache:
   // whole cached blocks, stopping short of its last token so that one is

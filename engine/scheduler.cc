@@ -319,7 +319,7 @@ absl::Status Scheduler::Resume(int64_t seq_id) {
 bool Scheduler::WaitsForSharedPrefix(const Sequence& seq, int32_t cached,
                                      const StepBuilder& step) const {
   const int32_t want = config_.shared_prefix_wait_blocks;
-  if (want <= 0 || step.computing.empty()) return false;
+  if (want <= 0 || step.computing.empty() || !kv_.ReadsPrefixCache(seq)) return false;
   int32_t run = 0;
   for (size_t b = static_cast<size_t>(cached / config_.block_size);
        b < seq.kv().block_hashes.size() && step.computing.contains(seq.kv().block_hashes[b]); ++b) {

@@ -31,6 +31,7 @@ struct Arrival {
   std::vector<int32_t> prompt;
   int32_t max_tokens = 16;
   int32_t priority = 0;
+  bool prompt_logprobs = false;
 };
 
 using Ids = std::vector<int64_t>;
@@ -101,6 +102,7 @@ void RunTable(Scheduler& s, const std::vector<Row>& rows) {
       RequestParams params;
       params.sampling.max_tokens = a.max_tokens;
       params.priority = a.priority;
+      if (a.prompt_logprobs) params.sampling.prompt_logprobs = 0;
       REQUIRE(s.AddRequest(a.request_id, a.prompt, params).ok());
     }
     const StepPlan plan = s.Schedule();
@@ -349,6 +351,16 @@ TEST_CASE("requests sharing a prefix that arrive together compute it once", "[sc
     RunTable(*s, steps);
     CHECK(s->FindSequence(1)->num_computed_tokens() == 23);
     CHECK(s->kv_cache().pool().stats().hit_blocks == 5);
+  }
+  SECTION("a request for prompt logprobs, which reads no cache, does not wait") {
+    auto s = Make(/*budget=*/64, 8, /*block_size=*/4, 64);
+    const std::vector<Row> steps = {
+        {.arrive = {{1, with_suffix(20, 1)},
+                    {.request_id = 2, .prompt = with_suffix(20, 50), .prompt_logprobs = true}},
+         .chunks = {{0, 23}, {1, 23}}},
+    };
+    RunTable(*s, steps);
+    CHECK(s->kv_cache().pool().stats().hit_blocks == 0);
   }
   SECTION("a short shared run, or the option off, admits both at once") {
     for (const bool off : {false, true}) {
