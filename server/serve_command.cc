@@ -361,12 +361,12 @@ int RunServe(int argc, char** argv) {
                  "'alignserve_' passes promtool's lint (colons are for recording rules)");
   args.AddString("chat-template", &f.chat_template,
                  "a Jinja chat template file to render chats with instead of the model's own");
-  args.AddString(
-      "judge-rubric", &f.judge_rubric,
-      "rubric template file of the judge reward model (the served model scoring "
-      "{prompt} and {response} for best_of_n, soft_best_of_n, args and blockwise_cd); empty: "
-      "the built-in "
-      "helpfulness-and-harmlessness rubric");
+  args.AddString("judge-rubric", &f.judge_rubric,
+                 "rubric template file of the judge reward model (the served model scoring "
+                 "{prompt} and {response} for best_of_n, soft_best_of_n, args, blockwise_cd and "
+                 "prm_beam_search); empty: "
+                 "the built-in "
+                 "helpfulness-and-harmlessness rubric");
   AddRewardModelFlags(args, &f.rewards);
   args.AddString("policy-plugin", &f.policy_plugins,
                  "decoding policies built outside the tree: NAME=path.so[,NAME=path.so...] "
