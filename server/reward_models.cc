@@ -1,5 +1,6 @@
 #include "server/reward_models.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -61,6 +62,23 @@ absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlag(std::string_vi
       if (s.name == spec.name) return BadEntry(entry, "repeats a name");
     }
     specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlags(const RewardModelFlags& f) {
+  ASSIGN_OR_RETURN(std::vector<RewardModelSpec> specs, ParseRewardModelFlag(f.reward_models));
+  const std::string& name = f.default_reward_model;
+  if (name != "judge" && std::none_of(specs.begin(), specs.end(),
+                                      [&](const RewardModelSpec& s) { return s.name == name; })) {
+    return absl::InvalidArgumentError(absl::StrCat("--default-reward-model '", name,
+                                                   "' is neither judge nor a --reward-model NAME"));
+  }
+  if (!(f.reward_gpu_memory_utilization > 0.0f && f.reward_gpu_memory_utilization < 1.0f)) {
+    return absl::InvalidArgumentError("--reward-gpu-memory-utilization must be in (0, 1)");
+  }
+  if (!(f.reward_kv_cache_gib > 0.0f)) {
+    return absl::InvalidArgumentError("--reward-kv-cache-gib must be > 0");
   }
   return specs;
 }

@@ -54,6 +54,12 @@ void AddRewardModelFlags(ArgParser& args, RewardModelFlags* f);
 // "judge", "default" and "none".
 absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlag(std::string_view flag);
 
+// All of RewardModelFlags checked before anything loads: the
+// --reward-model list as above, a --default-reward-model that is "judge"
+// or one of its names, and the two sizes in range (InvalidArgument naming
+// the flag). Returns the declared models.
+absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlags(const RewardModelFlags& f);
+
 // The scorer engines of `specs`, in order, built on the served engine's
 // device (`served` gives device, block size and step limits). Load errors
 // name the reward model.

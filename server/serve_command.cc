@@ -100,22 +100,7 @@ absl::Status CheckFlags(const ServeFlags& f) {
         f.metrics_prefix, "'"));
   }
   RETURN_IF_ERROR(RequirePositive("max-request-kib", f.max_request_kib));
-  ASSIGN_OR_RETURN(const std::vector<RewardModelSpec> rewards,
-                   ParseRewardModelFlag(f.rewards.reward_models));
-  const std::string& default_reward = f.rewards.default_reward_model;
-  if (default_reward != "judge" &&
-      std::none_of(rewards.begin(), rewards.end(),
-                   [&](const RewardModelSpec& r) { return r.name == default_reward; })) {
-    return absl::InvalidArgumentError(absl::StrCat("--default-reward-model '", default_reward,
-                                                   "' is neither judge nor a --reward-model NAME"));
-  }
-  if (!(f.rewards.reward_gpu_memory_utilization > 0.0f &&
-        f.rewards.reward_gpu_memory_utilization < 1.0f)) {
-    return absl::InvalidArgumentError("--reward-gpu-memory-utilization must be in (0, 1)");
-  }
-  if (!(f.rewards.reward_kv_cache_gib > 0.0f)) {
-    return absl::InvalidArgumentError("--reward-kv-cache-gib must be > 0");
-  }
+  RETURN_IF_ERROR(ParseRewardModelFlags(f.rewards).status());
   if (f.engine.skip_tokenizer_init) {
     return absl::InvalidArgumentError(
         "serve needs the model's tokenizer for the OpenAI API; drop --skip-tokenizer-init");
@@ -264,7 +249,7 @@ absl::Status Serve(const ServeFlags& f, const ServePolicies& policies) {
   // up to --reward-gpu-memory-utilization, and the served model's
   // --gpu-memory-utilization caps the total.
   ASSIGN_OR_RETURN(const std::vector<RewardModelSpec> reward_specs,
-                   ParseRewardModelFlag(f.rewards.reward_models));
+                   ParseRewardModelFlags(f.rewards));
   ASSIGN_OR_RETURN(std::vector<std::unique_ptr<LlmEngine>> scorers,
                    BuildScorerEngines(reward_specs, f.engine, f.rewards));
   ASSIGN_OR_RETURN(std::unique_ptr<LlmEngine> llm, BuildEngine(f.engine, 0, f.seed.value_or(0)));

@@ -36,14 +36,38 @@ TEST_CASE("--reward-model parses NAME=KIND:PATH lists") {
 
 TEST_CASE("bad --reward-model entries are refused naming the entry") {
   for (const std::string bad :
-       {"rm", "rm=score_head", "=judge:/x", "rm=classifier:/x", "rm=judge:",
-        "judge=judge:/x", "default=score_head:/x", "none=judge:/x", "a=judge:/x,a=judge:/y"}) {
+       {"rm", "rm=score_head", "=judge:/x", "rm=classifier:/x", "rm=judge:", "judge=judge:/x",
+        "default=score_head:/x", "none=judge:/x", "a=judge:/x,a=judge:/y"}) {
     INFO(bad);
     auto specs = ParseRewardModelFlag(bad);
     REQUIRE(absl::IsInvalidArgument(specs.status()));
     CHECK(specs.status().message().find("--reward-model") != std::string::npos);
     CHECK(specs.status().message().find("NAME=KIND:PATH") != std::string::npos);
   }
+}
+
+TEST_CASE("the reward-model flags are checked together before anything loads") {
+  RewardModelFlags f;
+  f.reward_models = "rm=score_head:/m/x";
+  f.default_reward_model = "rm";
+  auto specs = ParseRewardModelFlags(f);
+  REQUIRE(specs.ok());
+  CHECK(specs->size() == 1);
+  f.default_reward_model = "nope";
+  auto bad_default = ParseRewardModelFlags(f);
+  REQUIRE(absl::IsInvalidArgument(bad_default.status()));
+  CHECK(bad_default.status().message().find("--default-reward-model 'nope'") != std::string::npos);
+  f.default_reward_model = "judge";
+  f.reward_gpu_memory_utilization = 1.0f;
+  CHECK(ParseRewardModelFlags(f).status().message().find("--reward-gpu-memory-utilization") !=
+        std::string::npos);
+  f.reward_gpu_memory_utilization = 0.2f;
+  f.reward_kv_cache_gib = 0.0f;
+  CHECK(ParseRewardModelFlags(f).status().message().find("--reward-kv-cache-gib") !=
+        std::string::npos);
+  f.reward_kv_cache_gib = 0.25f;
+  f.reward_models = "rm";
+  CHECK(absl::IsInvalidArgument(ParseRewardModelFlags(f).status()));
 }
 
 EngineFlags ScorerFlags() {
