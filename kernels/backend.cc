@@ -25,6 +25,22 @@ absl::StatusOr<DeviceTensor> Backend::UploadWeight(const Tensor& host) {
   return out;
 }
 
+absl::Status Backend::SetKvCacheDtype(DType dtype) {
+  if (!SupportsKvCacheDtype(dtype)) {
+    std::string supported;
+    for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+      if (SupportsKvCacheDtype(t)) {
+        absl::StrAppend(&supported, supported.empty() ? "" : ", ", std::string(DTypeName(t)));
+      }
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ", std::string(name()), " backend cannot keep its KV cache in ",
+                     std::string(DTypeName(dtype)), "; it takes ", supported));
+  }
+  kv_cache_dtype_ = dtype;
+  return absl::OkStatus();
+}
+
 absl::Status Backend::BeginCapture() {
   return absl::UnimplementedError(absl::StrCat(std::string(name()), " backend: no graph capture"));
 }

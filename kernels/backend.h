@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -127,6 +128,15 @@ class Backend {
   // True if the backend can use `dtype` weights directly in MatMul.
   virtual bool SupportsWeightType(DType dtype) const = 0;
   virtual absl::StatusOr<std::unique_ptr<KvCache>> AllocateKvCache(const KvCacheSpec& spec) = 0;
+  // The element type models give their KV cache (KvCacheSpec::dtype):
+  // activation_dtype() unless SetKvCacheDtype chose another.
+  DType kv_cache_dtype() const { return kv_cache_dtype_.value_or(activation_dtype()); }
+  // Chooses the KV cache's element type before a model is loaded;
+  // InvalidArgument (naming the types it takes) where the backend cannot
+  // store or attend over it.
+  absl::Status SetKvCacheDtype(DType dtype);
+  // Whether AllocateKvCache and PagedAttention take caches of `dtype`.
+  virtual bool SupportsKvCacheDtype(DType dtype) const { return dtype == activation_dtype(); }
   // Places a host weight matrix where MatMul and Embedding can read it,
   // converting its dtype if the backend needs another. The default keeps
   // the dtype: in place when shares_host_memory(), else copied; it fails
@@ -182,6 +192,9 @@ class Backend {
   // never wins; a row of NaN gives 0), for logits f32 [rows, vocab] and ids
   // I32 [rows]. Greedy rows need only this on the host, not the whole row.
   virtual absl::Status ArgMax(const Tensor& logits, Tensor& ids) = 0;
+
+ private:
+  std::optional<DType> kv_cache_dtype_;
 };
 
 }  // namespace alignserve

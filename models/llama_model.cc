@@ -39,7 +39,7 @@ KvCacheSpec LlamaModel::KvSpec(int num_blocks, int block_size) {
   spec.block_size = block_size;
   spec.num_kv_heads = config_.num_kv_heads;
   spec.head_dim = config_.head_dim;
-  spec.dtype = backend_.activation_dtype();
+  spec.dtype = backend_.kv_cache_dtype();
   return spec;
 }
 

@@ -33,6 +33,9 @@ void AddEngineFlags(ArgParser& args, EngineFlags* f) {
               "longest sequence (prompt + output); 0 is the model's own context length");
   args.AddFloat("kv-cache-gib", &f->kv_cache_gib,
                 "KV cache size on the CPU, GiB (GPUs size it from --gpu-memory-utilization)");
+  args.AddString("kv-cache-dtype", &f->kv_cache_dtype,
+                 "KV cache element type: auto (f32 on the CPU, bf16 on CUDA), f32, f16 (CPU: half "
+                 "the bytes decode attention reads) or bf16");
   args.AddBool("skip-tokenizer-init", &f->skip_tokenizer_init,
                "load no tokenizer: token ids in and out, no text (a checkpoint without one)");
   args.AddBool("enforce-eager", &f->enforce_eager,
@@ -49,11 +52,23 @@ absl::Status CheckEngineFlags(const EngineFlags& f) {
     return absl::InvalidArgumentError(
         absl::StrCat("--kv-cache-gib must be in (0, 1024], got ", f.kv_cache_gib));
   }
+  if (!KvCacheDtypeFromFlag(f.kv_cache_dtype).ok()) {
+    return KvCacheDtypeFromFlag(f.kv_cache_dtype).status();
+  }
   if (!(f.gpu_memory_utilization > 0.0f && f.gpu_memory_utilization <= 1.0f)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ", f.gpu_memory_utilization));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<DType>> KvCacheDtypeFromFlag(std::string_view value) {
+  if (value == "auto") return std::optional<DType>();
+  if (value == "f32") return std::optional<DType>(DType::kF32);
+  if (value == "f16") return std::optional<DType>(DType::kF16);
+  if (value == "bf16") return std::optional<DType>(DType::kBF16);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--kv-cache-dtype must be auto, f32, f16 or bf16, got '", std::string(value), "'"));
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device) {
@@ -79,6 +94,12 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int
                                                        uint64_t seed, bool fault_injection) {
   RETURN_IF_ERROR(CheckEngineFlags(f));
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(f.device));
+  ASSIGN_OR_RETURN(std::optional<DType> kv_dtype, KvCacheDtypeFromFlag(f.kv_cache_dtype));
+  if (kv_dtype.has_value()) {
+    if (absl::Status s = backend->SetKvCacheDtype(*kv_dtype); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype: ", s.message()));
+    }
+  }
   FaultSpec faults;
   if (fault_injection) {
     ASSIGN_OR_RETURN(faults, FaultSpecFromEnv());

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -34,12 +35,18 @@ struct EngineFlags {
   // Run every step op by op: no CUDA graphs of decode steps (vLLM's flag).
   bool enforce_eager = false;
   float kv_cache_gib = 1.0f;  // KV budget where the device has no memory of its own (CPU)
+  // auto (the backend's own: f32 on the CPU, bf16 on CUDA), f32, f16, bf16.
+  std::string kv_cache_dtype = "auto";
 };
 
 // Declares the flags above on `args` (targets in *f).
 void AddEngineFlags(ArgParser& args, EngineFlags* f);
 // InvalidArgument naming the first bad flag.
 absl::Status CheckEngineFlags(const EngineFlags& f);
+
+// The --kv-cache-dtype value as a type; nullopt for auto (the backend's
+// default). InvalidArgument for another name.
+absl::StatusOr<std::optional<DType>> KvCacheDtypeFromFlag(std::string_view value);
 
 // "cpu", "cuda" (device 0) or "cuda:N". InvalidArgument for another name;
 // Unavailable when this build has no CUDA or the machine has no such GPU.

@@ -100,9 +100,14 @@ bool CpuBackend::SupportsWeightType(DType dtype) const {
                                             : ::alignserve::MatMulSupports(dtype);
 }
 
+bool CpuBackend::SupportsKvCacheDtype(DType dtype) const {
+  return cpu::PagedAttentionSupportsKv(dtype);
+}
+
 absl::StatusOr<std::unique_ptr<KvCache>> CpuBackend::AllocateKvCache(const KvCacheSpec& spec) {
-  if (spec.dtype != DType::kF32) {
-    return absl::InvalidArgumentError("cpu backend: the KV cache must be F32");
+  if (!SupportsKvCacheDtype(spec.dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cpu backend: the KV cache must be F32 or F16, got ", std::string(DTypeName(spec.dtype))));
   }
   std::vector<std::unique_ptr<HostBuffer>> buffers;
   const size_t bytes = spec.bytes_per_block_per_layer() * spec.num_blocks;
@@ -246,16 +251,27 @@ absl::Status CpuBackend::WriteKv(const DeviceBatch& batch, const Tensor& k, cons
   const KvCacheSpec& spec = cache.spec();
   const int64_t row = static_cast<int64_t>(spec.num_kv_heads) * spec.head_dim;
   const int64_t slots = static_cast<int64_t>(spec.num_blocks) * spec.block_size;
-  float* k_cache = static_cast<float*>(cache.k(layer));
-  float* v_cache = static_cast<float*>(cache.v(layer));
+  const bool half = spec.dtype == DType::kF16;
+  const size_t elem_bytes = half ? sizeof(uint16_t) : sizeof(float);
+  char* k_cache = static_cast<char*>(cache.k(layer));
+  char* v_cache = static_cast<char*>(cache.v(layer));
   for (int t = 0; t < batch.num_tokens; ++t) {
     const int64_t slot = batch.slot_mapping[t];
     if (slot == kPaddingSlot) continue;
     if (slot < 0 || slot >= slots) {
       return absl::OutOfRangeError(absl::StrCat("kv slot ", slot, " outside the cache"));
     }
-    std::memcpy(k_cache + slot * row, k.as<float>() + t * row, row * sizeof(float));
-    std::memcpy(v_cache + slot * row, v.as<float>() + t * row, row * sizeof(float));
+    const float* k_row = k.as<float>() + t * row;
+    const float* v_row = v.as<float>() + t * row;
+    char* k_dst = k_cache + slot * row * elem_bytes;
+    char* v_dst = v_cache + slot * row * elem_bytes;
+    if (half) {
+      cpu::F32ToFp16Row(k_row, row, reinterpret_cast<uint16_t*>(k_dst));
+      cpu::F32ToFp16Row(v_row, row, reinterpret_cast<uint16_t*>(v_dst));
+    } else {
+      std::memcpy(k_dst, k_row, row * sizeof(float));
+      std::memcpy(v_dst, v_row, row * sizeof(float));
+    }
   }
   return absl::OkStatus();
 }
@@ -264,8 +280,8 @@ absl::Status CpuBackend::PagedAttention(const DeviceBatch& batch, const Tensor& 
                                         int layer, int num_heads, float scale, Tensor& out) {
   const KvCacheSpec& spec = cache.spec();
   cpu::AttentionShape shape{num_heads, spec.num_kv_heads, spec.head_dim, spec.block_size, scale};
-  cpu::PagedAttention(batch, shape, q.as<float>(), static_cast<const float*>(cache.k(layer)),
-                      static_cast<const float*>(cache.v(layer)), out.as<float>(), pool_);
+  cpu::PagedAttention(batch, shape, q.as<float>(), cache.k(layer), cache.v(layer), spec.dtype,
+                      out.as<float>(), pool_);
   return absl::OkStatus();
 }
 

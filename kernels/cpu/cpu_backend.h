@@ -7,7 +7,9 @@
 // for other backends. MatmulMode::kInt8Activations selects the llama.cpp-
 // style kernels (kernels/cpu/matmul.h) that round activations to 8 bits:
 // faster on cache-resident decode matrices, with logit errors of order 1.
-// Activations are f32, the KV cache is f32; weights may be any type
+// Activations are f32; the KV cache is f32 (exact) unless SetKvCacheDtype
+// chose f16 (half the bytes that decode attention reads, values rounded to
+// binary16 as they are written); weights may be any type
 // MatMulSupports() accepts and are used in place (mmapped files need no copy).
 // Thread-safety: one driving thread, like every Backend.
 #ifndef ALIGNSERVE_KERNELS_CPU_CPU_BACKEND_H_
@@ -33,6 +35,8 @@ class CpuBackend final : public Backend {
   std::string_view name() const override { return "cpu"; }
   DType activation_dtype() const override { return DType::kF32; }
   bool shares_host_memory() const override { return true; }
+  // F32 and F16.
+  bool SupportsKvCacheDtype(DType dtype) const override;
 
   absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) override;
   absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override;
@@ -53,8 +57,8 @@ class CpuBackend final : public Backend {
   absl::Status Add(Tensor& x, const Tensor& y) override;
   absl::Status WriteKv(const DeviceBatch& batch, const Tensor& k, const Tensor& v, KvCache& cache,
                        int layer) override;
-  absl::Status PagedAttention(const DeviceBatch& batch, const Tensor& q, KvCache& cache,
-                              int layer, int num_heads, float scale, Tensor& out) override;
+  absl::Status PagedAttention(const DeviceBatch& batch, const Tensor& q, KvCache& cache, int layer,
+                              int num_heads, float scale, Tensor& out) override;
   absl::Status GatherRows(const DeviceBatch& batch, const Tensor& x, Tensor& out) override;
   absl::Status CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) override;
   absl::Status ArgMax(const Tensor& logits, Tensor& ids) override;

@@ -1,6 +1,13 @@
 #include "kernels/cpu/vector_ops.h"
 
+#include <immintrin.h>
+
+#include <bit>
 #include <cmath>
+#include <cstdint>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/fp16.h"
 
 // Each kernel is cloned for AVX-512, AVX2+FMA and baseline x86-64; the
 // loader picks the best one for the CPU. Reductions keep 16 independent
@@ -12,6 +19,31 @@ namespace alignserve::cpu {
 namespace {
 
 constexpr int kLanes = 16;
+
+// exp(x) by Cephes' expf method: x = n ln2 + r (ln2 in two parts, n found
+// by the 1.5 * 2^23 rounding trick), e^r by a degree-6 polynomial, 2^n
+// built in the exponent bits. Within 2 ulp of std::exp on [-87.3, 88.3];
+// inputs outside are clamped (exp of less is ~1e-38 instead of 0, of more
+// ~2e38 instead of infinity); NaN stays NaN. Branch-free, so loops calling
+// it vectorize (std::exp is a libm call per element).
+inline float ExpF(float x) {
+  x = x < -87.3f ? -87.3f : x;  // NaN compares false and passes through
+  x = x > 88.3f ? 88.3f : x;
+  constexpr float kShifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float t = x * 1.44269504088896341f + kShifter;
+  const float n = t - kShifter;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + (r + 1.0f);
+  const int32_t ni = std::bit_cast<int32_t>(t) - 0x4B400000;  // n as an integer
+  return p * std::bit_cast<float>((ni + 127) << 23);
+}
 
 inline float SumOfSquares(const float* x, int64_t n) {
   float acc[kLanes] = {};
@@ -25,8 +57,7 @@ inline float SumOfSquares(const float* x, int64_t n) {
   return s;
 }
 
-inline void ScaleByWeight(const float* x, const float* weight, float scale, int64_t n,
-                          float* out) {
+inline void ScaleByWeight(const float* x, const float* weight, float scale, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
 
@@ -50,7 +81,7 @@ ALIGNSERVE_CLONES
 void SiluMulRow(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    out[i] = g / (1.0f + ExpF(-g)) * up[i];
   }
 }
 
@@ -79,6 +110,24 @@ void RopeRow(float* x, int num_heads, int head_dim, int rotary_dim, const float*
       }
     }
   }
+}
+
+// vcvtps2ph with round-to-nearest-even: the same bits as F32ToFp16 for
+// every input (NaN too: quieted, top payload bits kept).
+static __attribute__((target("avx2,f16c"))) void F32ToFp16RowF16c(const float* x, int64_t n,
+                                                                  uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  for (; i < n; ++i) out[i] = F32ToFp16(x[i]);
+}
+
+void F32ToFp16Row(const float* x, int64_t n, uint16_t* out) {
+  static const bool f16c = HostCpuFeatures().f16c && HostCpuFeatures().avx2;
+  if (f16c && ActiveCpuIsa() >= CpuIsa::kAvx2) return F32ToFp16RowF16c(x, n, out);
+  for (int64_t i = 0; i < n; ++i) out[i] = F32ToFp16(x[i]);
 }
 
 }  // namespace alignserve::cpu

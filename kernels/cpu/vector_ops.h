@@ -15,7 +15,8 @@ void RmsNormRow(const float* x, const float* weight, float eps, int64_t n, float
 // residual += x; out = RmsNormRow(residual).
 void AddRmsNormRow(float* residual, const float* x, const float* weight, float eps, int64_t n,
                    float* out);
-// out[i] = gate[i] * sigmoid(gate[i]) * up[i].
+// out[i] = gate[i] * sigmoid(gate[i]) * up[i] (a vectorized exp within 2
+// ulp of std::exp; sigmoid of |gate| > 87 saturates to 0 or 1).
 void SiluMulRow(const float* gate, const float* up, int64_t n, float* out);
 // x[i] += y[i].
 void AddRow(float* x, const float* y, int64_t n);
@@ -24,6 +25,10 @@ void AddRow(float* x, const float* y, int64_t n);
 // of each head rotate.
 void RopeRow(float* x, int num_heads, int head_dim, int rotary_dim, const float* cos,
              const float* sin, bool interleaved);
+
+// out[i] = F32ToFp16(x[i]) (fp16.h: round to nearest even, overflow to
+// infinity, NaN kept quiet), by F16C where the CPU has it.
+void F32ToFp16Row(const float* x, int64_t n, uint16_t* out);
 
 }  // namespace alignserve::cpu
 
