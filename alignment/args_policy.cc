@@ -138,8 +138,8 @@ void ArgsPolicy::OnTokens(std::span<TokenView> seqs, PolicyContext& ctx) {
   if (awaiting_ || seen_ < group_.size() || !current_.has_value()) return;
   awaiting_ = true;
   for (size_t i = 0; i < current_->tokens.size(); ++i) {
-    const absl::StatusOr<int64_t> id =
-        reward_model_->Submit(PromptText(ctx), ctx.text(group_[i]), ctx);
+    const absl::StatusOr<int64_t> id = reward_model_->Submit(
+        {PromptText(ctx), ctx.text(group_[i]), ctx.output_token_ids(group_[i])}, ctx);
     if (id.ok()) {
       pending_[*id] = i;
       ++judge_calls_;

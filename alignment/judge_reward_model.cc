@@ -60,10 +60,10 @@ std::vector<int32_t> JudgeRewardModel::JudgePrompt(std::string_view prompt,
   return EncodeJudgeText(tokenizer_, rubric_.Fill(prompt, response));
 }
 
-absl::StatusOr<int64_t> JudgeRewardModel::Submit(std::string_view prompt, std::string_view response,
+absl::StatusOr<int64_t> JudgeRewardModel::Submit(const RewardInput& input,
                                                  PolicyContext& ctx) const {
   ScoreRequest request;
-  request.prompt_token_ids = JudgePrompt(prompt, response);
+  request.prompt_token_ids = JudgePrompt(input.prompt, input.response);
   request.token_ids = {yes_token_, no_token_};
   request.scorer = scorer_;
   return ctx.Score(std::move(request));

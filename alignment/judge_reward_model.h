@@ -54,8 +54,7 @@ class JudgeRewardModel final : public RewardModel {
   int32_t yes_token() const { return yes_token_; }
   int32_t no_token() const { return no_token_; }
 
-  absl::StatusOr<int64_t> Submit(std::string_view prompt, std::string_view response,
-                                 PolicyContext& ctx) const override;
+  absl::StatusOr<int64_t> Submit(const RewardInput& input, PolicyContext& ctx) const override;
   // logprob(yes) - logprob(no) from the result's two logprobs.
   double Reward(const ScoreResult& result) const override;
 

@@ -12,7 +12,11 @@
 // the judge (scorer 0, the engine the policy runs on). `score_head`
 // (alignment/score_head_reward_model.h): a sequence classifier (HF
 // LlamaForSequenceClassification) reads the pair as a chat; reward = its
-// label logit at the last token. Reward models with weights of their own
+// label logit at the last token. `self_judge` (alignment/
+// self_judge_reward_model.h): the served model is asked, in the same
+// conversation right after its response, whether that response was helpful
+// and harmless; the prompt and response are already in its KV cache, so
+// only the short question is computed. Reward models with weights of their own
 // run on scorer engines (ScoreRequest::scorer), each with its own KV pool;
 // server/reward_models.h declares them from flags.
 //
@@ -24,6 +28,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -33,16 +38,26 @@
 
 namespace alignserve {
 
+// One (prompt, response) pair to score.
+struct RewardInput {
+  std::string_view prompt;    // text, as the user and the client see it
+  std::string_view response;  // text, the completion so far or whole
+  // The response as the served model generated it (a sequence's output
+  // ids: PolicyContext::output_token_ids), or empty when the response is
+  // not one sequence's output. A self_judge reads them after the request's
+  // prompt ids, so their KV blocks are prefix-cache hits; the others read
+  // the text.
+  std::span<const int32_t> response_token_ids;
+};
+
 class RewardModel {
  public:
   virtual ~RewardModel() = default;
 
-  // Queues the scoring of `response` as an answer to `prompt` (both text as
-  // the user and the client see them); returns the score id that OnScores
-  // will report. Errors from ctx.Score pass through (e.g. InvalidArgument
-  // for a pair too long for the context).
-  virtual absl::StatusOr<int64_t> Submit(std::string_view prompt, std::string_view response,
-                                         PolicyContext& ctx) const = 0;
+  // Queues the scoring of the pair; returns the score id that OnScores will
+  // report. Errors from ctx.Score pass through (e.g. InvalidArgument for a
+  // pair too long for the context).
+  virtual absl::StatusOr<int64_t> Submit(const RewardInput& input, PolicyContext& ctx) const = 0;
 
   // The reward carried by a delivered result of one of this model's
   // submissions; NaN when the result failed, so it never wins a selection.

@@ -42,11 +42,10 @@ absl::StatusOr<std::vector<int32_t>> ScoreHeadRewardModel::ScorePrompt(
   return tokenizer.Encode(rendered, /*add_bos=*/false, /*parse_special=*/true);
 }
 
-absl::StatusOr<int64_t> ScoreHeadRewardModel::Submit(std::string_view prompt,
-                                                     std::string_view response,
+absl::StatusOr<int64_t> ScoreHeadRewardModel::Submit(const RewardInput& input,
                                                      PolicyContext& ctx) const {
   ScoreRequest request;
-  ASSIGN_OR_RETURN(request.prompt_token_ids, ScorePrompt(prompt, response));
+  ASSIGN_OR_RETURN(request.prompt_token_ids, ScorePrompt(input.prompt, input.response));
   request.token_ids = {label_};
   request.output = ScoreRequest::Output::kLogits;
   request.scorer = scorer_;

@@ -43,8 +43,7 @@ class ScoreHeadRewardModel final : public RewardModel {
   absl::StatusOr<std::vector<int32_t>> ScorePrompt(std::string_view prompt,
                                                    std::string_view response) const;
 
-  absl::StatusOr<int64_t> Submit(std::string_view prompt, std::string_view response,
-                                 PolicyContext& ctx) const override;
+  absl::StatusOr<int64_t> Submit(const RewardInput& input, PolicyContext& ctx) const override;
   // The label's logit; NaN for a failed result.
   double Reward(const ScoreResult& result) const override;
 

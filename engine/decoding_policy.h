@@ -281,6 +281,10 @@ class PolicyContext {
   virtual std::string_view completion(int64_t seq_id) const { return text(seq_id); }
   // The request's prompt token ids (empty in fakes that do not set them).
   virtual std::span<const int32_t> prompt_token_ids() const { return {}; }
+  // Token ids generated so far by a sequence of the request (finished ones
+  // too; an expand child's include its forced first token); empty for
+  // unknown ids and in fakes that do not set them.
+  virtual std::span<const int32_t> output_token_ids(int64_t seq_id) const { return {}; }
   // The request's resolved sampling seed (the sequence created i-th samples
   // with seed() + i); the base of a policy's own reproducible draws.
   virtual uint64_t seed() const { return 0; }

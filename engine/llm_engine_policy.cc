@@ -89,6 +89,12 @@ class LlmEngine::EnginePolicyContext final : public PolicyContext {
     const Sequence& root = *entry_.group->sequences().front();
     return std::span<const int32_t>(root.token_ids().data(), root.num_prompt_tokens());
   }
+  std::span<const int32_t> output_token_ids(int64_t seq_id) const override {
+    for (const auto& seq : entry_.group->sequences()) {
+      if (seq->seq_id() == seq_id) return seq->output_token_ids();
+    }
+    return {};
+  }
   uint64_t seed() const override { return entry_.seed; }
 
   absl::StatusOr<int64_t> Score(ScoreRequest request) override {

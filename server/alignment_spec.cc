@@ -18,8 +18,7 @@ namespace {
 // dropped unused.
 class StandInRewardModel final : public RewardModel {
  public:
-  absl::StatusOr<int64_t> Submit(std::string_view, std::string_view,
-                                 PolicyContext&) const override {
+  absl::StatusOr<int64_t> Submit(const RewardInput&, PolicyContext&) const override {
     return absl::FailedPreconditionError("stand-in reward model used to check flags only");
   }
   double Reward(const ScoreResult&) const override { return 0.0; }

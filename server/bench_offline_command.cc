@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -43,6 +44,7 @@ struct RequestTiming {
   double ttft = -1;
   double e2e = -1;
   std::vector<double> itls;
+  std::vector<double> token_times;  // each token's arrival, seconds from submit
   int tokens = 0;
   Clock::time_point last;
   bool done = false;
@@ -72,6 +74,28 @@ void PrintLatency(const char* name, std::vector<double> v) {
               v.size());
 }
 
+// The aggregate decode rate while every request is decoding: tokens that
+// arrived after the last first token and up to the first finish, over that
+// window (prefill excluded, as in "aggregate decode tokens per second").
+void PrintDecodeRate(const std::vector<RequestTiming>& timings) {
+  double window_begin = 0, window_end = std::numeric_limits<double>::infinity();
+  for (const RequestTiming& t : timings) {
+    window_begin = std::max(window_begin, t.ttft);
+    window_end = std::min(window_end, t.e2e);
+  }
+  int64_t tokens = 0;
+  for (const RequestTiming& t : timings) {
+    for (double at : t.token_times) tokens += at > window_begin && at <= window_end;
+  }
+  if (tokens == 0 || !(window_end > window_begin)) {
+    std::printf("decode (all requests running): no window (requests too short)\n");
+    return;
+  }
+  std::printf("decode (all %zu requests running): %.1f output tokens/s over %.3f s\n",
+              timings.size(), static_cast<double>(tokens) / (window_end - window_begin),
+              window_end - window_begin);
+}
+
 absl::StatusOr<std::unique_ptr<AsyncEngine>> StartEngine(const BenchFlags& f, int* vocab) {
   EngineFlags engine_flags = f.engine;
   if (engine_flags.max_model_len == 0) engine_flags.max_model_len = f.prompt_len + f.output_len;
@@ -97,6 +121,7 @@ bool Record(const StreamEvent& e, Clock::time_point submitted, RequestTiming& t)
     }
     t.tokens += static_cast<int>(e.token_ids.size());
     t.last = e.emitted_at;
+    t.token_times.insert(t.token_times.end(), e.token_ids.size(), Seconds(submitted, e.emitted_at));
   }
   if (!e.terminal()) return false;
   t.status = e.status;
@@ -194,6 +219,7 @@ absl::Status Bench(const BenchFlags& f) {
   PrintLatency("TTFT", ttft);
   PrintLatency("inter-token latency", itl);
   PrintLatency("end-to-end latency", e2e);
+  PrintDecodeRate(timings);
   std::printf("engine: %lld steps, %lld preemptions, prefix cache %lld/%lld blocks hit\n",
               static_cast<long long>(stats.num_steps),
               static_cast<long long>(stats.num_preemptions),

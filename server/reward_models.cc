@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "alignment/judge_reward_model.h"
 #include "alignment/score_head_reward_model.h"
+#include "alignment/self_judge_reward_model.h"
 #include "kernels/status_macros.h"
 
 namespace alignserve {
@@ -27,9 +28,11 @@ void AddRewardModelFlags(ArgParser& args, RewardModelFlags* f) {
                  "reward models of their own weights, NAME=KIND:PATH[,...]: KIND judge (a causal "
                  "LM reading the judge rubric) or score_head (an HF "
                  "LlamaForSequenceClassification folder, e.g. Skywork-Reward); requests name "
-                 "them as alignment.reward_model; 'judge' is always the served model");
+                 "them as alignment.reward_model; 'judge' (the rubric) and 'self_judge' (asked "
+                 "after its own response, KV cache reused) are always the served model");
   args.AddString("default-reward-model", &f->default_reward_model,
-                 "the reward model of requests that name none: judge or a --reward-model NAME");
+                 "the reward model of requests that name none: judge, self_judge or a "
+                 "--reward-model NAME");
   args.AddFloat("reward-gpu-memory-utilization", &f->reward_gpu_memory_utilization,
                 "share of the GPU each --reward-model may use for its weights and KV cache; they "
                 "load first, and --gpu-memory-utilization caps the total");
@@ -51,8 +54,9 @@ absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlag(std::string_vi
                          std::string(entry.substr(eq + 1, colon - eq - 1)),
                          std::string(entry.substr(colon + 1))};
     if (spec.name.empty()) return BadEntry(entry, "has an empty name");
-    if (spec.name == "judge" || spec.name == "default" || spec.name == "none") {
-      return BadEntry(entry, "uses a reserved name (judge, default, none)");
+    if (spec.name == "judge" || spec.name == "self_judge" || spec.name == "default" ||
+        spec.name == "none") {
+      return BadEntry(entry, "uses a reserved name (judge, self_judge, default, none)");
     }
     if (spec.kind != "judge" && spec.kind != "score_head") {
       return BadEntry(entry, absl::StrCat("has unknown kind '", spec.kind, "'"));
@@ -69,10 +73,12 @@ absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlag(std::string_vi
 absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlags(const RewardModelFlags& f) {
   ASSIGN_OR_RETURN(std::vector<RewardModelSpec> specs, ParseRewardModelFlag(f.reward_models));
   const std::string& name = f.default_reward_model;
-  if (name != "judge" && std::none_of(specs.begin(), specs.end(),
-                                      [&](const RewardModelSpec& s) { return s.name == name; })) {
-    return absl::InvalidArgumentError(absl::StrCat("--default-reward-model '", name,
-                                                   "' is neither judge nor a --reward-model NAME"));
+  if (name != "judge" && name != "self_judge" &&
+      std::none_of(specs.begin(), specs.end(),
+                   [&](const RewardModelSpec& s) { return s.name == name; })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--default-reward-model '", name,
+                     "' is neither judge, self_judge nor a --reward-model NAME"));
   }
   if (!(f.reward_gpu_memory_utilization > 0.0f && f.reward_gpu_memory_utilization < 1.0f)) {
     return absl::InvalidArgumentError("--reward-gpu-memory-utilization must be in (0, 1)");
@@ -116,6 +122,7 @@ absl::StatusOr<std::unique_ptr<RewardModelSet>> RewardModelSet::Create(
   auto set = std::unique_ptr<RewardModelSet>(new RewardModelSet());
   ASSIGN_OR_RETURN(set->models_["judge"],
                    JudgeRewardModel::Create(engine.text().tokenizer.get(), rubric));
+  ASSIGN_OR_RETURN(set->models_["self_judge"], SelfJudgeRewardModel::Create(engine.text()));
   for (size_t i = 0; i < specs.size(); ++i) {
     const RewardModelSpec& spec = specs[i];
     const int k = engine.AttachScorer(std::move(scorers[i]));

@@ -2,6 +2,9 @@
 // "reward_model" field (issue 5), by name:
 //   "judge"  the served model reading the judge rubric (--judge-rubric);
 //            always present, scorer 0 (alignment/judge_reward_model.h).
+//   "self_judge"  the served model asked about its own response in the
+//            same conversation, its KV cache reused: cheaper than judge;
+//            always present, scorer 0 (alignment/self_judge_reward_model.h).
 //   NAME     each --reward-model NAME=KIND:PATH, a model of its own:
 //            KIND judge       a second causal LM reading the same rubric;
 //            KIND score_head  an HF LlamaForSequenceClassification folder
@@ -51,12 +54,12 @@ void AddRewardModelFlags(ArgParser& args, RewardModelFlags* f);
 
 // InvalidArgument naming the flag and the bad entry: a missing '=' or ':',
 // an unknown kind, an empty or repeated name, or the reserved names
-// "judge", "default" and "none".
+// "judge", "self_judge", "default" and "none".
 absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlag(std::string_view flag);
 
 // All of RewardModelFlags checked before anything loads: the
-// --reward-model list as above, a --default-reward-model that is "judge"
-// or one of its names, and the two sizes in range (InvalidArgument naming
+// --reward-model list as above, a --default-reward-model that is "judge",
+// "self_judge" or one of its names, and the two sizes in range (InvalidArgument naming
 // the flag). Returns the declared models.
 absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlags(const RewardModelFlags& f);
 
@@ -70,7 +73,8 @@ absl::StatusOr<std::vector<std::unique_ptr<LlmEngine>>> BuildScorerEngines(
 class RewardModelSet {
  public:
   // Attaches `scorers` (from BuildScorerEngines(specs)) to `engine` and
-  // makes the reward model of each, plus "judge" on the served model.
+  // makes the reward model of each, plus "judge" and "self_judge" on the
+  // served model.
   // InvalidArgument when the default is not among them, or a model cannot
   // serve its kind (a score_head without a classifier head or tokenizer, a
   // judge whose verdict tokens cannot be told apart).

@@ -23,8 +23,7 @@ using Json = nlohmann::json;
 // Scores nothing: the factory only needs a reward model to hand over.
 class NullRewardModel final : public RewardModel {
  public:
-  absl::StatusOr<int64_t> Submit(std::string_view, std::string_view,
-                                 PolicyContext&) const override {
+  absl::StatusOr<int64_t> Submit(const RewardInput&, PolicyContext&) const override {
     return absl::UnimplementedError("not scored in this test");
   }
   double Reward(const ScoreResult&) const override { return 0.0; }

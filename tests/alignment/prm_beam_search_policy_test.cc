@@ -48,8 +48,8 @@ class ScriptedReward final : public RewardModel {
  public:
   explicit ScriptedReward(RewardScript script) : script_(std::move(script)) {}
 
-  absl::StatusOr<int64_t> Submit(std::string_view, std::string_view response,
-                                 PolicyContext& ctx) const override {
+  absl::StatusOr<int64_t> Submit(const RewardInput& input, PolicyContext& ctx) const override {
+    const std::string_view response = input.response;
     if (!script_(std::string(response)).has_value()) {
       return absl::InvalidArgumentError("scripted failure");
     }

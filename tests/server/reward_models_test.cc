@@ -86,7 +86,7 @@ TEST_CASE("a reward model set offers judge, the declared models and a default") 
   auto engine = testing::MakeTestEngine();
   auto set = RewardModelSet::Create(*engine, std::move(*scorers), *specs, Rubric::Default(), "j2");
   REQUIRE(set.ok());
-  CHECK((*set)->names() == std::vector<std::string>{"j2", "judge"});
+  CHECK((*set)->names() == std::vector<std::string>{"j2", "judge", "self_judge"});
   CHECK(engine->num_scorers() == 1);
   auto by_default = (*set)->Find("");
   auto j2 = (*set)->Find("j2");
