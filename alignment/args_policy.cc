@@ -139,7 +139,7 @@ void ArgsPolicy::OnTokens(std::span<TokenView> seqs, PolicyContext& ctx) {
   awaiting_ = true;
   for (size_t i = 0; i < current_->tokens.size(); ++i) {
     const absl::StatusOr<int64_t> id = reward_model_->Submit(
-        {PromptText(ctx), ctx.text(group_[i]), ctx.output_token_ids(group_[i])}, ctx);
+        {PromptText(ctx), ctx.text(group_[i]), ctx.output_token_ids(group_[i]), group_[i]}, ctx);
     if (id.ok()) {
       pending_[*id] = i;
       ++judge_calls_;

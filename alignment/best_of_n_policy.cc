@@ -38,7 +38,8 @@ void BestOfNPolicy::OnFinished(std::span<const SequenceEnd> ended, PolicyContext
       continue;
     }
     const absl::StatusOr<int64_t> score_id = reward_model_->Submit(
-        {PromptText(ctx), ctx.completion(end.seq_id), ctx.output_token_ids(end.seq_id)}, ctx);
+        {PromptText(ctx), ctx.completion(end.seq_id), ctx.output_token_ids(end.seq_id), end.seq_id},
+        ctx);
     if (score_id.ok()) {
       pending_[*score_id] = end.seq_id;
     } else {

@@ -99,8 +99,8 @@ void BlockwiseCdPolicy::MaybeScoreBlock(PolicyContext& ctx) {
   for (size_t i = 0; i < block_.size(); ++i) {
     Candidate& c = block_[i];
     if (c.scored) continue;
-    const absl::StatusOr<int64_t> id =
-        reward_model_->Submit({PromptText(ctx), c.response, ctx.output_token_ids(c.seq_id)}, ctx);
+    const absl::StatusOr<int64_t> id = reward_model_->Submit(
+        {PromptText(ctx), c.response, ctx.output_token_ids(c.seq_id), c.seq_id}, ctx);
     if (id.ok()) {
       pending_[*id] = i;
     } else {

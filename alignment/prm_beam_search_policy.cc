@@ -69,8 +69,8 @@ const std::string& PrmBeamSearchPolicy::PromptText(const PolicyContext& ctx) {
 }
 
 void PrmBeamSearchPolicy::Submit(Beam& beam, std::string_view response, PolicyContext& ctx) {
-  const absl::StatusOr<int64_t> id =
-      reward_model_->Submit({PromptText(ctx), response, ctx.output_token_ids(beam.seq_id)}, ctx);
+  const absl::StatusOr<int64_t> id = reward_model_->Submit(
+      {PromptText(ctx), response, ctx.output_token_ids(beam.seq_id), beam.seq_id}, ctx);
   if (id.ok()) {
     pending_[*id] = beam.seq_id;
   } else {  // e.g. a pair too long for the judge's context: never the winner

@@ -48,6 +48,10 @@ struct RewardInput {
   // prompt ids, so their KV blocks are prefix-cache hits; the others read
   // the text.
   std::span<const int32_t> response_token_ids;
+  // The sequence those ids are the output of (-1: none). A self_judge's
+  // scoring prompt extends it (ScoreRequest::extends_seq_id), so even its
+  // last partial KV block is shared rather than computed again.
+  int64_t seq_id = -1;
 };
 
 class RewardModel {

@@ -56,8 +56,7 @@ absl::StatusOr<std::shared_ptr<const SelfJudgeRewardModel>> SelfJudgeRewardModel
     }
     return c;
   };
-  ASSIGN_OR_RETURN(Closing plain,
-                   make_closing(absl::StrCat("\n\nQuestion: ", question, "\nAnswer:"), false));
+  ASSIGN_OR_RETURN(Closing plain, make_closing(absl::StrCat("\n\n", question, "\nAnswer:"), false));
   std::vector<int32_t> generation_prompt;
   Closing chat;
   if (text.chat_template.has_value()) {
@@ -117,6 +116,7 @@ absl::StatusOr<int64_t> SelfJudgeRewardModel::Submit(const RewardInput& input,
   request.prompt_token_ids = JudgePrompt(prompt_ids, input.response_token_ids, input.response);
   request.token_ids = {closing.yes, closing.no};
   request.scorer = 0;
+  if (!input.response_token_ids.empty()) request.extends_seq_id = input.seq_id;
   return ctx.Score(std::move(request));
 }
 

@@ -9,7 +9,7 @@
 // so every full KV block of the prompt and the response is a prefix-cache
 // hit (the engine registers blocks as they fill, decode blocks included):
 // a score computes the response's last partial block and the closing
-// question (~30 tokens on SmolLM2) where `judge` prefills the whole filled
+// question (~20 tokens on SmolLM2) where `judge` prefills the whole filled
 // rubric's unshared part (response + closing). The price: the judgment
 // reads the conversation as the model saw it, not an impartial rubric.
 //
@@ -18,9 +18,14 @@
 // end of the assistant turn, a user turn asking the question and the
 // generation prompt, taken from the template rendered around a marker
 // response. For any other prompt (a plain completion, a model without a
-// template): "\n\nQuestion: " + question + "\nAnswer:". The verdict tokens
+// template): "\n\n" + question + "\nAnswer:". The verdict tokens
 // are the first tokens of "Yes" / "No" after the closing (" Yes" / " No"
 // after "Answer:"), found by encoding with and without them.
+//
+// The sequence itself: its scoring request extends it (ScoreRequest::
+// extends_seq_id), so when it is scored as it finishes (best_of_n) or
+// while it runs (ARGS), its last partial block is shared too and a score
+// computes the closing and at most the last sampled token.
 //
 // Response ids: RewardInput::response_token_ids, with trailing stop tokens
 // (EOS, end of turn) dropped since the closing ends the turn itself; when
@@ -48,9 +53,9 @@ namespace alignserve {
 
 class SelfJudgeRewardModel final : public RewardModel {
  public:
+  // Short on purpose: every score computes it after its response.
   static constexpr std::string_view kDefaultQuestion =
-      "Was the previous response helpful, correct and harmless? Answer with a single word, Yes "
-      "or No.";
+      "Was that response helpful, correct and harmless? Answer Yes or No.";
 
   // InvalidArgument: no tokenizer, or verdict tokens that cannot be told
   // apart after a closing.

@@ -32,6 +32,11 @@ args (k 10, w 1.0): ARGS-greedy (no temperature) against plain greedy decoding
   prefixes), not the final completion's reward, and the server has no "score this text"
   endpoint, so both completions are scored by the external judge below.
 
+--reward-model self_judge (or any but judge): the policies are guided by that reward
+  model and measured by the rubric judge: best_of_n's chosen text and the plain text
+  (sample 0's seed) are both scored by the external judge below, so the figure says
+  whether choosing by the cheap reward raises the rubric judge's score.
+
 External judge: the same computation as alignment/judge_reward_model.cc, through
   ordinary requests. The rubric (alignment/rubrics/default.txt, or --judge-rubric, which
   is also given to a started server) is filled with the prompt and the response; the
@@ -162,7 +167,7 @@ def run_best_of_n(client, judge, index, row, args):
     common = {"max_tokens": args.max_tokens, "temperature": args.temperature,
               "seed": args.seed + index}
     bon, bon_s = client.chat(prompt, **common, alignment={
-        "policy": "best_of_n", "params": {"n": args.bon_n}, "reward_model": "judge"})
+        "policy": "best_of_n", "params": {"n": args.bon_n}, "reward_model": args.reward_model})
     rep = bon["alignment"]["report"]
     rewards = [rep.get(f"reward_{i}") for i in range(rep["num_sequences"])]
     chosen = rep["chosen_index"]
@@ -185,6 +190,13 @@ def run_best_of_n(client, judge, index, row, args):
                    else None)
         if rec["plain_score"] is None:  # sample 0 went unscored: score the plain text
             rec["plain_score"], rec["plain_score_source"] = ext_plain, "external"
+    if args.reward_model != "judge":
+        # Guided by another reward model: both texts are measured by the
+        # rubric judge (the external one), the policy's own rewards kept as
+        # `rewards`; the engine-vs-external checks do not apply.
+        rec.update(plain_score=rec["ext_plain_score"], policy_score=rec["ext_chosen_score"],
+                   plain_score_source="external", sample0_matches_plain=None,
+                   judge_matches_engine=None)
     return rec
 
 
@@ -212,7 +224,7 @@ def run_args(client, judge, index, row, args):
         common["temperature"] = params["temperature"] = args.args_temperature
     plain, plain_s = client.chat(prompt, **common)
     pol, pol_s = client.chat(prompt, **common, alignment={
-        "policy": "args", "params": params, "reward_model": "judge"})
+        "policy": "args", "params": params, "reward_model": args.reward_model})
     rep = pol["alignment"]["report"]
     return {"id": row["id"], "category": row.get("category"), "seed": common["seed"],
             "report": rep, "policy_s": pol_s, "plain_s": plain_s,
@@ -245,15 +257,17 @@ def summarize(policy, records, args):
         checked = [r for r in ok if "ext_plain_score" in r]
         if checked:
             gap = lambda a, b: abs(a - b) if a is not None and b is not None else None
-            g0 = [gap(r["ext_plain_score"], r["rewards"][0]) for r in checked]
-            gc = [gap(r["ext_chosen_score"], r["policy_score"]) for r in checked]
+            g0 = [gap(r["ext_plain_score"], r["rewards"][0]) for r in checked
+                  if r["sample0_matches_plain"] is not None]
+            gc = [gap(r["ext_chosen_score"], r["policy_score"]) for r in checked
+                  if r["judge_matches_engine"] is not None]
             eq = [r["texts_equal_when_chosen_0"] for r in checked
                   if r["texts_equal_when_chosen_0"] is not None]
             s["verify"] = {
                 "prompts": len(checked),
-                "sample0_matches_plain": sum(r["sample0_matches_plain"] for r in checked),
+                "sample0_matches_plain": sum(bool(r["sample0_matches_plain"]) for r in checked),
                 "max_gap_plain_vs_reward_0": max((g for g in g0 if g is not None), default=None),
-                "judge_matches_engine": sum(r["judge_matches_engine"] for r in checked),
+                "judge_matches_engine": sum(bool(r["judge_matches_engine"]) for r in checked),
                 "max_gap_external_vs_engine": max((g for g in gc if g is not None), default=None),
                 "chosen_0_texts_equal": f"{sum(eq)}/{len(eq)}"}
     else:
@@ -293,9 +307,10 @@ POLICIES = {"best_of_n": run_best_of_n, "args": run_args}
 
 
 def policy_tag(policy, args):
+    guide = "" if args.reward_model == "judge" else f",rm={args.reward_model}"
     if policy == "best_of_n":
-        return f"best_of_n(n={args.bon_n},T={args.temperature},verify={args.verify})"
-    return f"args(k={args.args_k},w={args.args_w},T={args.args_temperature})"
+        return f"best_of_n(n={args.bon_n},T={args.temperature},verify={args.verify}{guide})"
+    return f"args(k={args.args_k},w={args.args_w},T={args.args_temperature}{guide})"
 
 
 def main():
@@ -318,12 +333,19 @@ def main():
                     help="sampled ARGS against plain sampling at T (default: both greedy)")
     ap.add_argument("--judge-rubric", default=str(ec.REPO / "alignment" / "rubrics" / "default.txt"),
                     help="rubric of the external judge, also given to a started server")
+    ap.add_argument("--reward-model", default="judge",
+                    help="reward model that guides the policies (judge, self_judge, ...); "
+                         "other than judge, both texts of a pair are scored by the external "
+                         "rubric judge (best_of_n then needs --verify)")
     ec.add_server_args(ap, kv_cache_gib=1.0)
     ec.add_run_args(ap, "alignment_quality_results.json")
     args = ap.parse_args()
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not policies or any(p not in POLICIES for p in policies):
         ap.error(f"--policies takes a subset of {','.join(POLICIES)}")
+    if args.reward_model != "judge" and "best_of_n" in policies and not args.verify:
+        ap.error("--reward-model other than judge needs --verify for best_of_n (the rubric "
+                 "judge scores both texts)")
     rows = ec.spread(ec.load_jsonl(args.prompts), args.num_prompts)
 
     default_rubric = Path(args.judge_rubric).resolve() == \

@@ -236,6 +236,13 @@ struct ScoreRequest {
   // model); k >= 1 = the k-th scorer attached to it (LlmEngine::
   // AttachScorer: a reward model with its own weights and KV pool).
   int scorer = 0;
+  // A sequence of the owner request (live, or finished in this step) whose
+  // computed K/V the prompt extends: when prompt_token_ids start with that
+  // sequence's computed tokens, the scoring request shares those blocks
+  // (copy-on-write) and computes only the rest, partial last block
+  // included, where the prefix cache would give back only full blocks.
+  // Ignored otherwise, and on scorers k >= 1. -1: none.
+  int64_t extends_seq_id = -1;
 };
 
 struct ScoreResult {

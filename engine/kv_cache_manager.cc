@@ -139,6 +139,23 @@ void KvCacheManager::Fork(const Sequence& parent, Sequence& child) {
   for (const int32_t block : kv.block_table) pool_.AddRef(block);
 }
 
+void KvCacheManager::ShareComputed(const Sequence& source, Sequence& child, int32_t n) {
+  SequenceKvState& kv = child.mutable_kv();
+  const SequenceKvState& src = source.kv();
+  ABSL_RAW_CHECK(kv.block_table.empty(), "ShareComputed into a sequence holding blocks");
+  ABSL_RAW_CHECK(n > 0 && n <= src.num_computed_tokens && n < child.num_tokens(),
+                 "ShareComputed of tokens the source has not computed");
+  kv.block_table.assign(src.block_table.begin(), src.block_table.begin() + BlocksFor(n));
+  for (const int32_t block : kv.block_table) pool_.AddRef(block);
+  kv.num_computed_tokens = n;
+  // Full blocks keep their prefix-cache identity; child's own hashes follow
+  // its own tokens (they differ from source's past n).
+  const size_t full = std::min(static_cast<size_t>(n / block_size_), src.block_uids.size());
+  kv.block_uids.assign(src.block_uids.begin(), src.block_uids.begin() + full);
+  kv.block_hashes.clear();
+  UpdateHashes(child);
+}
+
 void KvCacheManager::Free(Sequence& seq) {
   SequenceKvState& kv = seq.mutable_kv();
   for (auto it = kv.block_table.rbegin(); it != kv.block_table.rend(); ++it) pool_.Release(*it);

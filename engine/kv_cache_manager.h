@@ -60,6 +60,12 @@ class KvCacheManager {
 
   // Gives `child` (holding no blocks) every block of `parent`; refcounts up.
   void Fork(const Sequence& parent, Sequence& child);
+  // Gives `child` (holding no blocks) the blocks that hold the first n
+  // computed tokens of `source`, whose tokens child's first n repeat (the
+  // caller checks): refcounts up, child's num_computed_tokens becomes n,
+  // and child writes past them copy-on-write. A scoring prompt that
+  // extends a sequence computes only what follows it.
+  void ShareComputed(const Sequence& source, Sequence& child, int32_t n);
   // Releases every block of seq (its last blocks first, so they are evicted
   // before the shared prefix) and resets num_computed_tokens to 0.
   void Free(Sequence& seq);

@@ -381,6 +381,7 @@ void LlmEngine::FinishOutputs(StepRecord& record,
 }
 
 void LlmEngine::ForgetGroup(const SequenceGroup& group) {
+  scheduler_->ReleaseRetainedOf(group.request_id());
   for (const auto& seq : group.sequences()) seqs_.erase(seq->seq_id());
   request_seeds_.erase(group.request_id());
   if (!policies_.empty()) ForgetPolicy(group.request_id());
@@ -396,12 +397,16 @@ absl::StatusOr<std::vector<RequestOutput>> LlmEngine::Step() {
   scheduler_->Recycle(std::move(plan));
   if (!scorers_.empty()) StepScorers();
   if (!policies_.empty()) EndPolicyStep(outputs);
+  scheduler_->ReleaseRetained();  // also when the step's policies all ended
   return outputs;
 }
 
 absl::Status LlmEngine::RunPlan(const StepPlan& plan, std::vector<RequestOutput>& outputs) {
   ++num_steps_;
   num_preemptions_ += static_cast<int64_t>(plan.preempted.size());
+  for (const ScheduledSequence& s : plan.seqs) {
+    num_computed_tokens_ += static_cast<int64_t>(s.token_ids.size());
+  }
   std::vector<uint8_t>& host_rows = scratch_.host_rows;
   HostLogitsRows(plan, host_rows);
   const bool want_hidden = !policies_.empty() && PolicyWantsHidden(plan);
@@ -447,6 +452,7 @@ EngineStats LlmEngine::stats() const {
   EngineStats s;
   s.num_steps = num_steps_;
   s.num_preemptions = num_preemptions_;
+  s.num_computed_tokens = num_computed_tokens_;
   const PrefixCacheStats& pc = scheduler_->kv_cache().pool().stats();
   s.prefix_cache_queried_blocks = pc.queried_blocks;
   s.prefix_cache_hit_blocks = pc.hit_blocks;

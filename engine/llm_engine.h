@@ -117,6 +117,9 @@ struct RequestOutput {
 struct EngineStats {
   int64_t num_steps = 0;        // non-empty steps run
   int64_t num_preemptions = 0;  // sequences preempted, summed over steps
+  // Tokens run through forward passes (prefill chunks and decodes), summed
+  // over steps: what the engine computed, cache hits and shared KV excluded.
+  int64_t num_computed_tokens = 0;
   int64_t prefix_cache_queried_blocks = 0;
   int64_t prefix_cache_hit_blocks = 0;
   int32_t num_free_blocks = 0;  // allocatable now (free + evictable)
@@ -408,6 +411,7 @@ class LlmEngine {
   uint64_t next_seed_;
   int64_t num_steps_ = 0;
   int64_t num_preemptions_ = 0;
+  int64_t num_computed_tokens_ = 0;
 };
 
 }  // namespace alignserve

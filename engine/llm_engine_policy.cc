@@ -254,6 +254,7 @@ void LlmEngine::AddScoreRequest(int64_t owner, int64_t score_id, ScoreRequest re
   PolicyEntry& owner_entry = policies_.at(owner);
   const RequestParams& owner_params = owner_entry.group->params();
   const int k = request.scorer;
+  const int64_t extends = request.extends_seq_id;
   const absl::Status added =
       k == 0 ? AddScoringRequest(score_id, std::move(request), owner_params.priority,
                                  owner_params.cache_salt, owner)
@@ -265,6 +266,13 @@ void LlmEngine::AddScoreRequest(int64_t owner, int64_t score_id, ScoreRequest re
   }
   owner_entry.scores_running.insert(score_id);
   if (k != 0) remote_scores_[score_id] = {owner, k};
+  if (k == 0 && extends >= 0) {
+    for (const auto& source : owner_entry.group->sequences()) {
+      if (source->seq_id() != extends) continue;
+      Sequence& child = *policies_.at(score_id).group->sequences().front();
+      scheduler_->ShareComputedKv(*source, child);
+    }
+  }
 }
 
 absl::Status LlmEngine::AddScoringRequest(int64_t score_id, ScoreRequest request, int priority,
@@ -607,6 +615,10 @@ void LlmEngine::EndPolicyStep(std::vector<RequestOutput>& outputs) {
     entry.policy->OnFinished(ended, ctx);
     ended.clear();
   }
+  // Scores queued just now are added while the finished sequences still
+  // hold their blocks (ScoreRequest::extends_seq_id), then those go.
+  AddQueuedScores();
+  scheduler_->ReleaseRetained();
   std::sort(policy_finished_.begin(), policy_finished_.end(),
             [](const auto& a, const auto& b) { return a->request_id() < b->request_id(); });
   // Scoring requests come first (negative ids): their results reach their

@@ -6,6 +6,8 @@
 #include <limits>
 #include <numeric>
 
+#include "kernels/cpu/exp_approx.h"
+
 namespace alignserve {
 namespace {
 
@@ -25,30 +27,16 @@ std::vector<double> Weights(std::span<const float> logits, double* total) {
   return w;
 }
 
-// exp(-|x|) (the callers pass x <= 0) with Cephes expf's reduction and
-// polynomial, written without float compares or float-to-int conversions:
-// under GCC's default -ftrapping-math either one stops the loops that call
-// this from vectorizing. Within 1.4 ulp of exp on [-87.3, 0]; below that,
-// and for -inf and NaN, exactly 0.
+// exp(-|x|) (the callers pass x <= 0), clamped without float compares or
+// float-to-int conversions: under GCC's default -ftrapping-math either one
+// stops the loops that call this from vectorizing. Within 1.4 ulp of exp on
+// [-87.3, 0]; below that, and for -inf and NaN, exactly 0.
 inline float ExpNonPositive(float x) {
   constexpr int32_t kLimit = std::bit_cast<int32_t>(87.3f);
   const int32_t magnitude = std::bit_cast<int32_t>(x) & 0x7FFFFFFF;
   const int32_t keep = ~((kLimit - magnitude) >> 31);  // all ones iff |x| <= 87.3
   const float clamped = -std::bit_cast<float>(magnitude < kLimit ? magnitude : kLimit);
-  // n = round(x / ln 2) by the 1.5 * 2^23 trick; r = x - n ln 2 in two parts.
-  const float shifted = clamped * 1.44269504088896341f + 12582912.0f;
-  const int32_t n = std::bit_cast<int32_t>(shifted) - 0x4B400000;
-  const float nf = shifted - 12582912.0f;
-  const float r = clamped - nf * 0.693359375f + nf * 2.12194440e-4f;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * r * r + r + 1.0f;
-  const float result = y * std::bit_cast<float>((n + 127) << 23);
-  return std::bit_cast<float>(std::bit_cast<int32_t>(result) & keep);
+  return std::bit_cast<float>(std::bit_cast<int32_t>(ExpInRange(clamped)) & keep);
 }
 
 double SumBlock(const float* values, size_t n) {

@@ -135,13 +135,16 @@ void Scheduler::AdmitWaiting(StepBuilder& step) {
       ++next;
       continue;
     }
-    const int32_t n = std::min(seq.num_tokens() - cached, step.budget);
+    // A waiting sequence may already hold computed tokens (one that shares
+    // another's, KvCacheManager::ShareComputed) or take cached ones, not both.
+    const int32_t start = seq.num_computed_tokens() + cached;
+    const int32_t n = std::min(seq.num_tokens() - start, step.budget);
     if (!kv_.AllocateSlots(seq, n, step.plan.block_copies)) return;
     if (config_.shared_prefix_wait_blocks > 0) {
       const size_t bs = static_cast<size_t>(config_.block_size);
       const size_t end =
-          std::min(seq.kv().block_hashes.size(), static_cast<size_t>(cached + n) / bs);
-      for (size_t b = static_cast<size_t>(cached) / bs; b < end; ++b) {
+          std::min(seq.kv().block_hashes.size(), static_cast<size_t>(start + n) / bs);
+      for (size_t b = static_cast<size_t>(start) / bs; b < end; ++b) {
         step.computing.insert(seq.kv().block_hashes[b]);
       }
     }
@@ -245,7 +248,12 @@ void Scheduler::FinishIfDone(Sequence& seq, FinishReason requested) {
 }
 
 void Scheduler::FinishSequence(Sequence& seq, FinishReason reason) {
-  kv_.Free(seq);
+  if (reason != FinishReason::kAbort && seq.group().params().policy != nullptr &&
+      !seq.kv().block_table.empty()) {
+    retained_.push_back(&seq);
+  } else {
+    kv_.Free(seq);
+  }
   if (seq.status() == SequenceStatus::kRunning) {
     RemoveRunning(&seq);
   } else {
@@ -254,6 +262,31 @@ void Scheduler::FinishSequence(Sequence& seq, FinishReason reason) {
   seq.Finish(reason);
   live_.erase(seq.seq_id());
   touched_groups_.insert(seq.request_id());
+}
+
+void Scheduler::ReleaseRetained() {
+  for (Sequence* seq : retained_) kv_.Free(*seq);
+  retained_.clear();
+}
+
+void Scheduler::ReleaseRetainedOf(int64_t request_id) {
+  std::erase_if(retained_, [&](Sequence* seq) {
+    if (seq->request_id() != request_id) return false;
+    kv_.Free(*seq);
+    return true;
+  });
+}
+
+int32_t Scheduler::ShareComputedKv(const Sequence& source, Sequence& child) {
+  const int32_t n = source.num_computed_tokens();
+  if (n == 0 || source.kv().block_table.empty() || !child.kv().block_table.empty() ||
+      child.status() != SequenceStatus::kWaiting || child.num_tokens() <= n) {
+    return 0;
+  }
+  const std::span<const int32_t> a(source.token_ids()), b(child.token_ids());
+  if (!std::equal(a.begin(), a.begin() + n, b.begin())) return 0;
+  kv_.ShareComputed(source, child, n);
+  return n;
 }
 
 Sequence& Scheduler::ForkSequence(Sequence& parent) {

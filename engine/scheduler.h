@@ -98,6 +98,19 @@ class Scheduler {
   // InvalidArgument for reason kNone.
   absl::StatusOr<std::unique_ptr<SequenceGroup>> FinishSequence(int64_t seq_id,
                                                                 FinishReason reason);
+  // A finished sequence of a policy request (reason other than kAbort)
+  // keeps its blocks until ReleaseRetained, so that a scoring prompt the
+  // policy queues as it learns of the finish may take them over
+  // (ShareComputedKv): the engine releases them once the step's scoring
+  // requests are added, and before it drops the request.
+  void ReleaseRetained();
+  void ReleaseRetainedOf(int64_t request_id);
+  // If `child` (waiting, holding no blocks) repeats the computed tokens of
+  // `source` (live, or finished and retained) and has more, child takes
+  // source's blocks for them (KvCacheManager::ShareComputed). Returns the
+  // tokens shared; 0 when the conditions do not hold (nothing changes).
+  int32_t ShareComputedKv(const Sequence& source, Sequence& child);
+
   // Holds / releases a live sequence (see the header comment). Idempotent.
   // FailedPrecondition while a plan is in flight; NotFound for a bad id.
   absl::Status Pause(int64_t seq_id);
@@ -167,6 +180,7 @@ class Scheduler {
   std::vector<InFlight> in_flight_;               // the plan awaiting Update
   std::vector<ScheduledSequence> spare_;          // from Recycle: buffers to refill
   absl::flat_hash_set<int64_t> touched_groups_;   // requests with a sequence finished this step
+  std::vector<Sequence*> retained_;               // finished, blocks kept (ReleaseRetained)
   int64_t next_seq_id_ = 0;
   int64_t next_arrival_ = 0;
 };

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/exp_approx.h"
 #include "kernels/cpu/fp16.h"
 
 // Each kernel is cloned for AVX-512, AVX2+FMA and baseline x86-64; the
@@ -20,29 +21,12 @@ namespace {
 
 constexpr int kLanes = 16;
 
-// exp(x) by Cephes' expf method: x = n ln2 + r (ln2 in two parts, n found
-// by the 1.5 * 2^23 rounding trick), e^r by a degree-6 polynomial, 2^n
-// built in the exponent bits. Within 2 ulp of std::exp on [-87.3, 88.3];
-// inputs outside are clamped (exp of less is ~1e-38 instead of 0, of more
-// ~2e38 instead of infinity); NaN stays NaN. Branch-free, so loops calling
-// it vectorize (std::exp is a libm call per element).
+// exp(x) clamped to ExpInRange's range: exp of less is ~1e-38 instead of
+// 0, of more ~2e38 instead of infinity; NaN stays NaN.
 inline float ExpF(float x) {
   x = x < -87.3f ? -87.3f : x;  // NaN compares false and passes through
   x = x > 88.3f ? 88.3f : x;
-  constexpr float kShifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float t = x * 1.44269504088896341f + kShifter;
-  const float n = t - kShifter;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + (r + 1.0f);
-  const int32_t ni = std::bit_cast<int32_t>(t) - 0x4B400000;  // n as an integer
-  return p * std::bit_cast<float>((ni + 127) << 23);
+  return ExpInRange(x);
 }
 
 inline float SumOfSquares(const float* x, int64_t n) {

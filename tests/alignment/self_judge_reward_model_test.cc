@@ -87,13 +87,13 @@ TEST_CASE("self_judge continues the conversation as the chat template renders it
   CHECK_FALSE(Model()->IsChatPrompt(plain));
   const std::vector<int32_t> plain_ids = Model()->JudgePrompt(plain, response_ids, response);
   CHECK(TestTokenizer().Decode(plain_ids, false) ==
-        "Tell me a joke." + response +
-            "\n\nQuestion: " + std::string(SelfJudgeRewardModel::kDefaultQuestion) + "\nAnswer:");
+        "Tell me a joke." + response + "\n\n" +
+            std::string(SelfJudgeRewardModel::kDefaultQuestion) + "\nAnswer:");
 }
 
 TEST_CASE(
-    "best_of_n with self_judge: rewards equal a fresh forward pass; prompt and responses "
-    "come from the prefix cache") {
+    "best_of_n with self_judge: rewards equal a fresh forward pass; each score computes "
+    "only the closing question after its sample") {
   BestOfNOptions options;
   options.n = kN;
   options.prompt = kQuestion;
@@ -104,20 +104,19 @@ TEST_CASE(
   params.sampling = SeededParams(kMaxTokens, kSeed);
   params.policy = policy;
   REQUIRE(engine->AddRequest(1, prompt, params).ok());
-  const int64_t hits_before = engine->stats().prefix_cache_hit_blocks;
   const TestOutcome out = DrainEngine(*engine).at(1);
   REQUIRE(out.finished);
-  const int64_t hits = engine->stats().prefix_cache_hit_blocks - hits_before;
 
-  // The samples: a plain seeded n-choice request draws the same ones.
-  auto plain_engine = MakeTestEngine();
+  // The samples: a plain seeded n-choice request draws the same ones, and
+  // computes everything but the scores.
+  auto plain_engine = MakeTestEngine(PolicyTestConfig(256, /*prefix_caching=*/true));
   SamplingParams plain = SeededParams(kMaxTokens, kSeed);
   plain.n = kN;
   REQUIRE(plain_engine->AddRequest(1, prompt, plain).ok());
   const TestOutcome samples = DrainEngine(*plain_engine).at(1);
   REQUIRE(samples.choices.size() == static_cast<size_t>(kN));
 
-  int64_t reusable_blocks = 0;
+  int64_t closing_tokens = 0;
   for (int i = 0; i < kN; ++i) {
     const std::vector<int32_t>& tokens = samples.choices.at(i).tokens;
     const std::vector<int32_t> judge = Model()->JudgePrompt(prompt, tokens, "");
@@ -130,12 +129,14 @@ TEST_CASE(
     }
     INFO("sample " << i << ": " << samples.choices.at(i).text);
     CHECK(std::abs(reward - (static_cast<double>(lp[0]) - lp[1])) <= 1e-3);
-    reusable_blocks += static_cast<int64_t>(prompt.size() + tokens.size()) / testing::kTestBlock;
+    // Its last sampled token was never run through the model; the rest of
+    // prompt + response is shared with the finished sample, partial block
+    // included.
+    closing_tokens += static_cast<int64_t>(judge.size() - prompt.size() - tokens.size()) + 1;
   }
-  // Every full block of prompt + response was a hit (the samples never hit
-  // the cache themselves: they share the prompt by fork).
-  CHECK(hits >= reusable_blocks);
-  CHECK(reusable_blocks >= kN * 3);
+  CHECK(engine->stats().num_computed_tokens - plain_engine->stats().num_computed_tokens ==
+        closing_tokens);
+  CHECK(closing_tokens <= kN * 30);  // the chat closing is ~25 tokens
   CHECK(engine->stats().num_free_blocks == engine->stats().num_total_blocks);
 }
 

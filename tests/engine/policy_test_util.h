@@ -111,6 +111,7 @@ inline TestOutcomes DrainEngine(LlmEngine& engine, TestOutcomes out = {}) {
   for (int step = 0; engine.HasUnfinished(); ++step) {
     REQUIRE(step < 2000);
     auto outputs = engine.Step();
+    INFO(outputs.status().ToString());
     REQUIRE(outputs.ok());
     CollectOutputs(*outputs, engine.stats().num_steps, out);
   }
