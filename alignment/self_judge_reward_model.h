@@ -54,8 +54,7 @@ namespace alignserve {
 class SelfJudgeRewardModel final : public RewardModel {
  public:
   // Short on purpose: every score computes it after its response.
-  static constexpr std::string_view kDefaultQuestion =
-      "Was that response helpful, correct and harmless? Answer Yes or No.";
+  static constexpr std::string_view kDefaultQuestion = "Helpful, correct and harmless? Yes or No.";
 
   // InvalidArgument: no tokenizer, or verdict tokens that cannot be told
   // apart after a closing.

@@ -14,7 +14,7 @@ after its own response: prompt and response are prefix-cache hits).
 
 Usage (repository root, after scripts/build.sh):
   python3 benchmarks/policy_cost_bench.py [--binary build/alignserve] [--skip-args]
-      [--reward-models judge,self_judge]
+      [--reward-models judge,self_judge] [--repeat 1]
 """
 import argparse, json, subprocess, sys, time, urllib.request, statistics
 sys.path.insert(0, "tests/server")
@@ -34,6 +34,8 @@ def post(port, body):
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--binary", default="build/alignserve")
 ap.add_argument("--skip-args", action="store_true", help="only best_of_n against plain n = 8")
+ap.add_argument("--repeat", type=int, default=1,
+                help="rounds over the four prompts (more rounds, steadier medians)")
 ap.add_argument("--reward-models", default="judge,self_judge",
                 help="comma-separated reward models, each timed in every round")
 cli = ap.parse_args()
@@ -45,7 +47,7 @@ assert srv.wait_ready(), srv.log_tail()
 def compare(label, plain_body, policy_body, alignment):
     """Per prompt: the plain request, then the policy once per reward model."""
     ratios = {m: [] for m in models}
-    for r, prompt in enumerate(PROMPTS):
+    for r, prompt in enumerate(PROMPTS * cli.repeat):
         plain_t, _ = post(srv.port, dict(plain_body(r), prompt=prompt))
         line = f"{label} round {r}: plain {plain_t:.2f} s"
         for m in models:

@@ -38,6 +38,10 @@ void AddRewardModelFlags(ArgParser& args, RewardModelFlags* f) {
                 "load first, and --gpu-memory-utilization caps the total");
   args.AddFloat("reward-kv-cache-gib", &f->reward_kv_cache_gib,
                 "KV cache of each --reward-model on the CPU, GiB");
+  args.AddString("self-judge-question", &f->self_judge_question,
+                 "the question self_judge asks after a response (answered Yes or No); empty: "
+                 "'" +
+                     std::string(SelfJudgeRewardModel::kDefaultQuestion) + "'");
 }
 
 absl::StatusOr<std::vector<RewardModelSpec>> ParseRewardModelFlag(std::string_view flag) {
@@ -115,14 +119,23 @@ absl::StatusOr<std::vector<std::unique_ptr<LlmEngine>>> BuildScorerEngines(
 absl::StatusOr<std::unique_ptr<RewardModelSet>> RewardModelSet::Create(
     LlmEngine& engine, std::vector<std::unique_ptr<LlmEngine>> scorers,
     const std::vector<RewardModelSpec>& specs, const Rubric& rubric,
-    const std::string& default_name) {
+    const std::string& default_name, const std::string& self_judge_question) {
   if (scorers.size() != specs.size()) {
     return absl::InvalidArgumentError("one scorer engine per reward model spec");
   }
   auto set = std::unique_ptr<RewardModelSet>(new RewardModelSet());
   ASSIGN_OR_RETURN(set->models_["judge"],
                    JudgeRewardModel::Create(engine.text().tokenizer.get(), rubric));
-  ASSIGN_OR_RETURN(set->models_["self_judge"], SelfJudgeRewardModel::Create(engine.text()));
+  absl::StatusOr<std::shared_ptr<const SelfJudgeRewardModel>> self_judge =
+      SelfJudgeRewardModel::Create(engine.text(),
+                                   self_judge_question.empty()
+                                       ? std::string(SelfJudgeRewardModel::kDefaultQuestion)
+                                       : self_judge_question);
+  if (!self_judge.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--self-judge-question: ", self_judge.status().message()));
+  }
+  set->models_["self_judge"] = std::move(*self_judge);
   for (size_t i = 0; i < specs.size(); ++i) {
     const RewardModelSpec& spec = specs[i];
     const int k = engine.AttachScorer(std::move(scorers[i]));

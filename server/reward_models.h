@@ -47,6 +47,7 @@ struct RewardModelFlags {
   std::string default_reward_model = "judge";
   float reward_gpu_memory_utilization = 0.2f;
   float reward_kv_cache_gib = 0.25f;
+  std::string self_judge_question;  // empty: SelfJudgeRewardModel::kDefaultQuestion
 };
 
 // Declares the flags above on `args` (targets in *f).
@@ -81,7 +82,7 @@ class RewardModelSet {
   static absl::StatusOr<std::unique_ptr<RewardModelSet>> Create(
       LlmEngine& engine, std::vector<std::unique_ptr<LlmEngine>> scorers,
       const std::vector<RewardModelSpec>& specs, const Rubric& rubric,
-      const std::string& default_name);
+      const std::string& default_name, const std::string& self_judge_question = "");
 
   // The model a request names ("" or "default": the default); InvalidArgument
   // listing the names when there is none of that name.

@@ -259,9 +259,10 @@ absl::Status Serve(const ServeFlags& f, const ServePolicies& policies) {
   // The reward models of the `alignment` extension: "judge" (the served
   // model reading the rubric) and each --reward-model, attached to the
   // served engine as scorers; made once and shared by every request.
-  ASSIGN_OR_RETURN(std::unique_ptr<RewardModelSet> reward_models,
-                   RewardModelSet::Create(*llm, std::move(scorers), reward_specs, judge_rubric,
-                                          f.rewards.default_reward_model));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<RewardModelSet> reward_models,
+      RewardModelSet::Create(*llm, std::move(scorers), reward_specs, judge_rubric,
+                             f.rewards.default_reward_model, f.rewards.self_judge_question));
   for (const RewardModelSpec& spec : reward_specs) {
     std::fprintf(stderr, "alignserve: reward model '%s' (%s) from %s\n", spec.name.c_str(),
                  spec.kind.c_str(), spec.path.c_str());

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "alignment/judge_reward_model.h"
+#include "alignment/self_judge_reward_model.h"
 #include "tests/engine/policy_test_util.h"
 #include "tests/test_paths.h"
 
@@ -98,6 +99,25 @@ TEST_CASE("a reward model set offers judge, the declared models and a default") 
   auto unknown = (*set)->Find("nope");
   REQUIRE(absl::IsInvalidArgument(unknown.status()));
   CHECK(unknown.status().message().find("j2, judge") != std::string::npos);
+}
+
+TEST_CASE("self_judge asks the server's question, and is a valid default") {
+  auto engine = testing::MakeTestEngine();
+  const std::string question = "Is this answer polite? Yes or No.";
+  auto set = RewardModelSet::Create(*engine, {}, {}, Rubric::Default(), "self_judge", question);
+  REQUIRE(set.ok());
+  auto by_default = (*set)->Find("");
+  REQUIRE(by_default.ok());
+  CHECK(*by_default == *(*set)->Find("self_judge"));
+  const auto* self = dynamic_cast<const SelfJudgeRewardModel*>(by_default->get());
+  REQUIRE(self != nullptr);
+  const std::vector<int32_t> prompt = testing::TestEncode("Say hello.");
+  const std::vector<int32_t> ids = self->JudgePrompt(prompt, testing::TestEncode(" Hello!"), "");
+  CHECK(testing::TestTokenizer().Decode(ids, false) ==
+        "Say hello. Hello!\n\n" + question + "\nAnswer:");
+  RewardModelFlags flags;
+  flags.default_reward_model = "self_judge";
+  CHECK(ParseRewardModelFlags(flags).ok());
 }
 
 TEST_CASE("a causal LM declared as score_head, or an unknown default, is refused") {
