@@ -92,8 +92,8 @@ class Scheduler {
   absl::StatusOr<int64_t> Fork(int64_t seq_id);
 
   // Finishes one live sequence now (a policy's stop or prune) and frees its
-  // blocks. Returns its request if that was the request's last unfinished
-  // sequence (ownership passes to the caller, as from Update), else null.
+  // blocks (a stop keeps them until ReleaseRetained, below). Returns its request if that was the
+  // request's last unfinished sequence (ownership passes to the caller, as from Update), else null.
   // FailedPrecondition while a plan is in flight; NotFound for a bad id;
   // InvalidArgument for reason kNone.
   absl::StatusOr<std::unique_ptr<SequenceGroup>> FinishSequence(int64_t seq_id,
