@@ -269,8 +269,8 @@ void LlmEngine::AddScoreRequest(int64_t owner, int64_t score_id, ScoreRequest re
   if (k == 0 && extends >= 0) {
     for (const auto& source : owner_entry.group->sequences()) {
       if (source->seq_id() != extends) continue;
-      Sequence& child = *policies_.at(score_id).group->sequences().front();
-      scheduler_->ShareComputedKv(*source, child);
+      scheduler_->ShareComputedKv(*source,
+                                  policies_.at(score_id).group->sequences().front()->seq_id());
     }
   }
 }

@@ -277,7 +277,10 @@ void Scheduler::ReleaseRetainedOf(int64_t request_id) {
   });
 }
 
-int32_t Scheduler::ShareComputedKv(const Sequence& source, Sequence& child) {
+int32_t Scheduler::ShareComputedKv(const Sequence& source, int64_t child_seq_id) {
+  const auto it = live_.find(child_seq_id);
+  if (it == live_.end()) return 0;
+  Sequence& child = *it->second;
   const int32_t n = source.num_computed_tokens();
   if (n == 0 || source.kv().block_table.empty() || !child.kv().block_table.empty() ||
       child.status() != SequenceStatus::kWaiting || child.num_tokens() <= n) {

@@ -105,11 +105,12 @@ class Scheduler {
   // requests are added, and before it drops the request.
   void ReleaseRetained();
   void ReleaseRetainedOf(int64_t request_id);
-  // If `child` (waiting, holding no blocks) repeats the computed tokens of
-  // `source` (live, or finished and retained) and has more, child takes
-  // source's blocks for them (KvCacheManager::ShareComputed). Returns the
-  // tokens shared; 0 when the conditions do not hold (nothing changes).
-  int32_t ShareComputedKv(const Sequence& source, Sequence& child);
+  // If the live sequence `child_seq_id` (waiting, holding no blocks)
+  // repeats the computed tokens of `source` (live, or finished and
+  // retained) and has more, it takes source's blocks for them
+  // (KvCacheManager::ShareComputed). Returns the tokens shared; 0 when the
+  // conditions do not hold (nothing changes).
+  int32_t ShareComputedKv(const Sequence& source, int64_t child_seq_id);
 
   // Holds / releases a live sequence (see the header comment). Idempotent.
   // FailedPrecondition while a plan is in flight; NotFound for a bad id.

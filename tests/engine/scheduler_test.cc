@@ -7,9 +7,12 @@
 
 #include <catch2/catch.hpp>
 #include <map>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <vector>
+
+#include "engine/decoding_policy.h"
 
 // Table rows name only the fields they check; the rest keep their defaults.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -695,6 +698,69 @@ TEST_CASE("FinishSequence of one fork leaves the group running until the last on
   REQUIRE(*last != nullptr);
   CHECK((*last)->sequences().size() == 2);
   CHECK(s->num_unfinished_requests() == 0);
+  CheckAllBlocksFree(*s);
+}
+
+// A policy that leaves every decision to the defaults: it only marks its
+// request as a policy request.
+class NoOpPolicy final : public DecodingPolicy {};
+
+TEST_CASE(
+    "a policy sequence that stops keeps its blocks until released; a prompt that extends it "
+    "takes them, partial block included",
+    "[scheduler]") {
+  auto s = Make(64, 8, /*block_size=*/4, /*num_blocks=*/16, 1024, /*prefix_caching=*/false);
+  RequestParams params;
+  params.sampling.max_tokens = 16;
+  params.policy = std::make_shared<NoOpPolicy>();
+  REQUIRE(s->AddRequest(1, Prompt(10, 5), params).ok());
+  StepWithDefaults(*s);  // 5 prompt tokens computed, 1 sampled
+  StepWithDefaults(*s);  // 6 computed, 7 tokens: blocks [0..4) and [4..8)
+  const std::vector<int32_t> blocks = s->FindSequence(0)->block_table();
+  REQUIRE(blocks.size() == 2);
+  CHECK(s->kv_cache().NumFreeBlocks() == 14);
+  auto done = s->FinishSequence(0, FinishReason::kStop);
+  REQUIRE(done.ok());
+  REQUIRE(*done != nullptr);
+  const Sequence& source = *(*done)->sequences().front();
+  CHECK(s->kv_cache().NumFreeBlocks() == 14);  // retained
+  CHECK(source.num_computed_tokens() == 6);
+
+  // A scoring prompt: the source's 7 tokens (6 computed) and two more.
+  std::vector<int32_t> extended = source.token_ids();
+  extended.insert(extended.end(), {77, 78});
+  RequestParams one;
+  one.sampling.max_tokens = 1;
+  REQUIRE(s->AddRequest(2, extended, one).ok());
+  const int64_t child = s->waiting().back()->seq_id();
+  std::vector<int32_t> other = extended;
+  other[2] = 999;  // differs inside the computed tokens: nothing shared
+  REQUIRE(s->AddRequest(3, other, one).ok());
+  const int64_t unrelated = s->waiting().back()->seq_id();
+  CHECK(s->ShareComputedKv(source, unrelated) == 0);
+  CHECK(s->ShareComputedKv(source, child) == 6);
+  CHECK(s->FindSequence(child)->block_table() == blocks);
+  CHECK(s->FindSequence(child)->num_computed_tokens() == 6);
+  for (const int32_t b : blocks) CHECK(s->kv_cache().pool().ref_count(b) == 2);
+  CHECK(s->ShareComputedKv(source, child) == 0);  // it holds blocks now
+
+  // Released: the child owns both blocks and computes only tokens 6..8,
+  // writing into the partial block in place (no copy).
+  s->ReleaseRetained();
+  for (const int32_t b : blocks) CHECK(s->kv_cache().pool().ref_count(b) == 1);
+  const StepPlan plan = s->Schedule();
+  CHECK(Chunks(plan) == std::vector<Chunk>{{child, 3}, {unrelated, 9}});
+  CHECK(plan.block_copies.empty());
+  StepOutput out;
+  for (const ScheduledSequence& seq : plan.seqs) out.outputs.push_back(DefaultOutput(seq));
+  REQUIRE(s->Update(out).ok());
+  CHECK(s->num_unfinished_requests() == 0);
+  CheckAllBlocksFree(*s);
+
+  // A pruned (aborted) policy sequence frees its blocks at once.
+  REQUIRE(s->AddRequest(4, Prompt(10, 5), params).ok());
+  const StepPlan prefill = StepWithDefaults(*s);
+  REQUIRE(s->FinishSequence(prefill.seqs.front().seq_id, FinishReason::kAbort).ok());
   CheckAllBlocksFree(*s);
 }
 
