@@ -1,7 +1,10 @@
 // Scheduler under thousands of random operations (fixed seeds): requests
 // with shared prefixes and salts arrive, steps run, sequences stop, get
 // pruned, fork and are aborted (also while their step is in flight), in a
-// pool small enough to force preemption and eviction.
+// pool small enough to force preemption and eviction. Some requests carry a
+// policy: their stopped sequences keep their blocks until ReleaseRetained,
+// and new requests that extend one of them take its blocks over
+// (ShareComputedKv), as the engine's scoring requests do.
 //
 // The oracle is a shadow KV cache: every slot holds a fingerprint of the
 // whole token prefix whose K/V it stores. Running each plan writes the
@@ -18,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/decoding_policy.h"
 #include "engine/scheduler.h"
 
 namespace alignserve {
@@ -44,8 +48,11 @@ std::vector<uint64_t> PrefixFingerprints(const Sequence& seq) {
 
 struct Counters {
   int64_t steps = 0, added = 0, rejected = 0, aborted = 0, forked = 0, finished = 0;
-  int64_t preemptions = 0, copies = 0, chunked = 0;
+  int64_t preemptions = 0, copies = 0, chunked = 0, extended = 0;
 };
+
+// Marks a request as a policy request (its stopped sequences are retained).
+class NoOpPolicy final : public DecodingPolicy {};
 
 class RandomDriver {
  public:
@@ -76,6 +83,16 @@ class RandomDriver {
     auto finished = sched_->Update(MakeOutputs(plan, grow));
     REQUIRE(finished.ok());
     n_.finished += static_cast<int64_t>(finished->size());
+    // As the engine's policies do: requests that extend a sequence that just
+    // stopped, added while it still holds its blocks; then those go.
+    if (grow) {
+      for (const auto& g : *finished) {
+        for (const auto& seq : g->sequences()) {
+          if (!seq->block_table().empty() && Chance(0.5)) ExtendSequence(*seq);
+        }
+      }
+    }
+    sched_->ReleaseRetained();
     for (const auto& g : *finished) {
       for (const auto& seq : g->sequences()) CHECK(seq->block_table().empty());
     }
@@ -100,6 +117,7 @@ class RandomDriver {
     params.sampling.max_tokens = Uniform(1, 16);
     params.priority = Uniform(0, 2);
     if (Chance(0.2)) params.cache_salt = "adapter";
+    if (Chance(0.3)) params.policy = std::make_shared<NoOpPolicy>();
     const bool fits = static_cast<int32_t>(prompt.size()) + 1 <= kMaxModelLen;
     const auto id = sched_->AddRequest(next_request_++, prompt, params);
     CHECK(id.ok() == fits);
@@ -109,6 +127,23 @@ class RandomDriver {
       return;
     }
     ++n_.added;
+  }
+
+  // A request whose prompt is `source`'s tokens and 1-3 more, sharing its
+  // computed blocks; it samples once.
+  void ExtendSequence(const Sequence& source) {
+    std::vector<int32_t> prompt = source.token_ids();
+    for (int32_t i = Uniform(1, 3); i > 0; --i) prompt.push_back(Uniform(0, kVocab - 1));
+    if (static_cast<int32_t>(prompt.size()) + 1 > kMaxModelLen) return;
+    RequestParams params;
+    params.sampling.max_tokens = 1;
+    params.cache_salt = source.cache_salt();
+    const absl::StatusOr<int64_t> child = sched_->AddRequest(next_request_++, prompt, params);
+    REQUIRE(child.ok());
+    ++n_.added;
+    const int32_t shared = sched_->ShareComputedKv(source, *child);
+    CHECK(shared == source.num_computed_tokens());
+    n_.extended += shared > 0;
   }
 
   std::vector<const Sequence*> Live() const {
@@ -218,8 +253,12 @@ class RandomDriver {
       for (const int32_t b : seq->block_table()) ++refs[b];
     }
     for (const Sequence* seq : sched_->waiting()) {
-      CHECK(seq->block_table().empty());
-      CHECK(seq->num_computed_tokens() == 0);
+      // Only a sequence that shares another's computed tokens waits with
+      // blocks (ShareComputedKv); it holds exactly those.
+      CHECK(static_cast<int32_t>(seq->block_table().size()) ==
+            (seq->num_computed_tokens() + kBlockSize - 1) / kBlockSize);
+      CHECK(seq->num_uncomputed_tokens() >= 1);
+      for (const int32_t b : seq->block_table()) ++refs[b];
     }
     int32_t unreferenced = 0;
     for (int32_t b = 0; b < kNumBlocks; ++b) {
@@ -264,14 +303,15 @@ TEST_CASE("random operations keep every KV and scheduling invariant, and drain t
     CHECK(n.preemptions > 50);
     CHECK(n.copies > 50);
     CHECK(n.chunked > 100);
+    CHECK(n.extended > 50);
     CHECK(pool.stats().hit_blocks > 100);
     CHECK(pool.stats().evictions > 100);
     WARN("seed " << seed << ": " << n.steps << " steps, " << n.added << " requests, " << n.finished
                  << " finished, " << n.aborted << " aborts, " << n.forked << " forks, "
-                 << n.preemptions << " preemptions, " << n.copies << " block copies, "
-                 << pool.stats().hit_blocks << "/" << pool.stats().queried_blocks
-                 << " prefix blocks hit, " << pool.stats().evictions << " evictions, drained in "
-                 << drain);
+                 << n.preemptions << " preemptions, " << n.copies << " block copies, " << n.extended
+                 << " extending requests, " << pool.stats().hit_blocks << "/"
+                 << pool.stats().queried_blocks << " prefix blocks hit, " << pool.stats().evictions
+                 << " evictions, drained in " << drain);
   }
 }
 

@@ -731,12 +731,14 @@ TEST_CASE(
   extended.insert(extended.end(), {77, 78});
   RequestParams one;
   one.sampling.max_tokens = 1;
-  REQUIRE(s->AddRequest(2, extended, one).ok());
-  const int64_t child = s->waiting().back()->seq_id();
+  const absl::StatusOr<int64_t> child_id = s->AddRequest(2, extended, one);
+  REQUIRE(child_id.ok());
+  const int64_t child = *child_id;
   std::vector<int32_t> other = extended;
   other[2] = 999;  // differs inside the computed tokens: nothing shared
-  REQUIRE(s->AddRequest(3, other, one).ok());
-  const int64_t unrelated = s->waiting().back()->seq_id();
+  const absl::StatusOr<int64_t> unrelated_id = s->AddRequest(3, other, one);
+  REQUIRE(unrelated_id.ok());
+  const int64_t unrelated = *unrelated_id;
   CHECK(s->ShareComputedKv(source, unrelated) == 0);
   CHECK(s->ShareComputedKv(source, child) == 6);
   CHECK(s->FindSequence(child)->block_table() == blocks);
