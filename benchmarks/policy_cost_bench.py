@@ -45,14 +45,22 @@ assert srv.wait_ready(), srv.log_tail()
 
 
 def compare(label, plain_body, policy_body, alignment):
-    """Per prompt: the plain request, then the policy once per reward model."""
+    """Per prompt: the plain request and the policy once per reward model, the
+    plain request first in even rounds and last in odd ones (no order bias)."""
     ratios = {m: [] for m in models}
     for r, prompt in enumerate(PROMPTS * cli.repeat):
-        plain_t, _ = post(srv.port, dict(plain_body(r), prompt=prompt))
+        def run_plain():
+            return post(srv.port, dict(plain_body(r), prompt=prompt))[0]
+        plain_t = run_plain() if r % 2 == 0 else None
+        timed = {}
+        for m in models:
+            timed[m] = post(srv.port, dict(policy_body(r), prompt=prompt,
+                                           alignment=dict(alignment, reward_model=m)))
+        if plain_t is None:
+            plain_t = run_plain()
         line = f"{label} round {r}: plain {plain_t:.2f} s"
         for m in models:
-            t, out = post(srv.port, dict(policy_body(r), prompt=prompt,
-                                         alignment=dict(alignment, reward_model=m)))
+            t, out = timed[m]
             rep = out["alignment"]["report"]
             ratios[m].append(t / plain_t)
             line += (f"; {label}/{m} {t:.2f} s (ratio {t / plain_t:.2f}, scored "
