@@ -16,21 +16,20 @@ std::vector<int32_t> EncodeJudgeText(const Tokenizer& tokenizer, std::string_vie
   return tokenizer.Encode(text, tokenizer.add_bos_by_default(), /*parse_special=*/false);
 }
 
-// The first token the tokenizer adds when `word` follows `text` (with a
-// space unless text ends in whitespace); -1 if it adds none.
-int32_t VerdictToken(const Tokenizer& tokenizer, const std::string& text, std::string_view word) {
+}  // namespace
+
+int32_t VerdictToken(const Tokenizer& tokenizer, const std::string& text, std::string_view word,
+                     bool add_bos, bool parse_special) {
   const bool after_space =
       !text.empty() && std::isspace(static_cast<unsigned char>(text.back())) != 0;
-  const std::vector<int32_t> base = EncodeJudgeText(tokenizer, text);
+  const std::vector<int32_t> base = tokenizer.Encode(text, add_bos, parse_special);
   std::string text_with_word = text;
   if (!after_space) text_with_word += ' ';
   text_with_word += word;
-  const std::vector<int32_t> with = EncodeJudgeText(tokenizer, text_with_word);
+  const std::vector<int32_t> with = tokenizer.Encode(text_with_word, add_bos, parse_special);
   const auto diverge = std::mismatch(base.begin(), base.end(), with.begin(), with.end());
   return diverge.second == with.end() ? -1 : *diverge.second;
 }
-
-}  // namespace
 
 absl::StatusOr<std::shared_ptr<const JudgeRewardModel>> JudgeRewardModel::Create(
     const Tokenizer* tokenizer, Rubric rubric, int scorer) {
@@ -39,8 +38,9 @@ absl::StatusOr<std::shared_ptr<const JudgeRewardModel>> JudgeRewardModel::Create
   }
   // The verdict follows the rubric's closing text, whatever fills it.
   const std::string probe = rubric.Fill("", "");
-  const int32_t yes = VerdictToken(*tokenizer, probe, "Yes");
-  const int32_t no = VerdictToken(*tokenizer, probe, "No");
+  const bool bos = tokenizer->add_bos_by_default();
+  const int32_t yes = VerdictToken(*tokenizer, probe, "Yes", bos, /*parse_special=*/false);
+  const int32_t no = VerdictToken(*tokenizer, probe, "No", bos, /*parse_special=*/false);
   if (yes < 0 || no < 0 || yes == no) {
     return absl::InvalidArgumentError(absl::StrCat(
         "judge verdict tokens cannot be told apart after the rubric (Yes ", yes, ", No ", no, ")"));

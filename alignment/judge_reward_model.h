@@ -37,6 +37,12 @@
 
 namespace alignserve {
 
+// The first token the tokenizer adds when `word` follows `text` (after a
+// space unless text ends in whitespace), both encoded with the given
+// options; -1 if it adds none. How a judge finds its verdict tokens.
+int32_t VerdictToken(const Tokenizer& tokenizer, const std::string& text, std::string_view word,
+                     bool add_bos, bool parse_special);
+
 class JudgeRewardModel final : public RewardModel {
  public:
   // InvalidArgument: a null tokenizer, or verdict tokens that cannot be told

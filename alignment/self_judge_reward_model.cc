@@ -1,11 +1,11 @@
 #include "alignment/self_judge_reward_model.h"
 
 #include <algorithm>
-#include <cctype>
 #include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "alignment/judge_reward_model.h"
 #include "alignment/rubric.h"
 #include "kernels/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -22,19 +22,6 @@ std::vector<int32_t> EncodeClosing(const Tokenizer& tokenizer, std::string_view 
   return tokenizer.Encode(text, /*add_bos=*/false, /*parse_special=*/special);
 }
 
-// The first token the tokenizer adds when `word` follows `text` (after a
-// space unless text ends in whitespace); -1 if it adds none.
-int32_t VerdictToken(const Tokenizer& tokenizer, const std::string& text, std::string_view word,
-                     bool special) {
-  const bool after_space =
-      !text.empty() && std::isspace(static_cast<unsigned char>(text.back())) != 0;
-  const std::vector<int32_t> base = EncodeClosing(tokenizer, text, special);
-  const std::string with_word = absl::StrCat(text, after_space ? "" : " ", std::string(word));
-  const std::vector<int32_t> with = EncodeClosing(tokenizer, with_word, special);
-  const auto diverge = std::mismatch(base.begin(), base.end(), with.begin(), with.end());
-  return diverge.second == with.end() ? -1 : *diverge.second;
-}
-
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const SelfJudgeRewardModel>> SelfJudgeRewardModel::Create(
@@ -47,8 +34,8 @@ absl::StatusOr<std::shared_ptr<const SelfJudgeRewardModel>> SelfJudgeRewardModel
                           bool special) -> absl::StatusOr<Closing> {
     Closing c;
     c.ids = EncodeClosing(tokenizer, closing_text, special);
-    c.yes = VerdictToken(tokenizer, closing_text, "Yes", special);
-    c.no = VerdictToken(tokenizer, closing_text, "No", special);
+    c.yes = VerdictToken(tokenizer, closing_text, "Yes", /*add_bos=*/false, special);
+    c.no = VerdictToken(tokenizer, closing_text, "No", /*add_bos=*/false, special);
     if (c.ids.empty() || c.yes < 0 || c.no < 0 || c.yes == c.no) {
       return absl::InvalidArgumentError(
           absl::StrCat("self_judge verdict tokens cannot be told apart after the closing (Yes ",
