@@ -72,28 +72,11 @@ Kernels ScalarFor() {
 
 Kernels ScalarKernels(DType w_type) {
   switch (w_type) {
-    case DType::kF32:
-      return ScalarFor<DType::kF32>();
-    case DType::kF16:
-      return ScalarFor<DType::kF16>();
-    case DType::kBF16:
-      return ScalarFor<DType::kBF16>();
-    case DType::kQ4_0:
-      return ScalarFor<DType::kQ4_0>();
-    case DType::kQ4_1:
-      return ScalarFor<DType::kQ4_1>();
-    case DType::kQ5_0:
-      return ScalarFor<DType::kQ5_0>();
-    case DType::kQ5_1:
-      return ScalarFor<DType::kQ5_1>();
-    case DType::kQ8_0:
-      return ScalarFor<DType::kQ8_0>();
-    case DType::kQ4_K:
-      return ScalarFor<DType::kQ4_K>();
-    case DType::kQ5_K:
-      return ScalarFor<DType::kQ5_K>();
-    case DType::kQ6_K:
-      return ScalarFor<DType::kQ6_K>();
+#define ALIGNSERVE_EXACT_CASE(type, decoder) \
+  case DType::type:                          \
+    return ScalarFor<DType::type>();
+    ALIGNSERVE_MATMUL_EXACT_TYPES(ALIGNSERVE_EXACT_CASE)
+#undef ALIGNSERVE_EXACT_CASE
     default:
       return {};
   }

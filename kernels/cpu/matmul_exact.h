@@ -110,6 +110,16 @@ struct Kernels {
   GemmFn gemm = nullptr;
 };
 
+// The weight types MatMulExact supports, each with the name of its block
+// decoder in the SIMD levels' files (matmul_exact_avx2.cc,
+// matmul_exact_avx512.cc): every level builds its table from this one list,
+// X(type, decoder) per entry.
+#define ALIGNSERVE_MATMUL_EXACT_TYPES(X)                                                     \
+  X(kF32, DecF32)                                                                            \
+  X(kF16, DecF16) X(kBF16, DecBF16) X(kQ4_0, DecQ4_0) X(kQ4_1, DecQ4_1) X(kQ5_0, DecQ5_0)    \
+      X(kQ5_1, DecQ5_1) X(kQ8_0, DecQ8_0) X(kQ4_K, DecQ45_K<false>) X(kQ5_K, DecQ45_K<true>) \
+          X(kQ6_K, DecQ6_K)
+
 // Kernels for one level; all members null when the type is unsupported.
 // Avx2/Avx512 may only be called where the hardware has that level.
 Kernels ScalarKernels(DType w_type);

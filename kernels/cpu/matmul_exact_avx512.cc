@@ -506,28 +506,11 @@ Kernels For() {
 
 Kernels Avx512Kernels(DType w_type) {
   switch (w_type) {
-    case DType::kF32:
-      return For<DecF32>();
-    case DType::kF16:
-      return For<DecF16>();
-    case DType::kBF16:
-      return For<DecBF16>();
-    case DType::kQ4_0:
-      return For<DecQ4_0>();
-    case DType::kQ4_1:
-      return For<DecQ4_1>();
-    case DType::kQ5_0:
-      return For<DecQ5_0>();
-    case DType::kQ5_1:
-      return For<DecQ5_1>();
-    case DType::kQ8_0:
-      return For<DecQ8_0>();
-    case DType::kQ4_K:
-      return For<DecQ45_K<false>>();
-    case DType::kQ5_K:
-      return For<DecQ45_K<true>>();
-    case DType::kQ6_K:
-      return For<DecQ6_K>();
+#define ALIGNSERVE_EXACT_CASE(type, decoder) \
+  case DType::type:                          \
+    return For<decoder>();
+    ALIGNSERVE_MATMUL_EXACT_TYPES(ALIGNSERVE_EXACT_CASE)
+#undef ALIGNSERVE_EXACT_CASE
     default:
       return {};
   }

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "kernels/cpu/exp_approx.h"
 #include "kernels/cpu/paged_attention_slice.h"
 
 namespace alignserve::cpu::attention_internal {
@@ -34,22 +35,20 @@ ATTENTION_INLINE __m512 Load16<uint16_t>(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// exp(x) of each lane, Cephes' expf: x = n ln2 + r with |r| <= ln2 / 2 (ln2
-// in two parts), e^r by a degree-6 polynomial, times 2^n by vscalefps;
+// exp(x) of each lane, Cephes' expf (kernels/cpu/exp_approx.h's constants):
+// x = n ln2 + r with |r| <= ln2 / 2, e^r by the polynomial, times 2^n by vscalefps;
 // within 2 ulp of expf on [-87.3, 88.7]. Inputs below -87.3 (scores far
 // under the row's maximum) give ~1e-38 instead of 0; NaN stays NaN.
 ATTENTION_INLINE __m512 Exp(__m512 x) {
+  using namespace exp_approx;
   x = _mm512_max_ps(_mm512_set1_ps(-87.3365448f), x);  // NaN in x passes through
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kPoly[0]);
+#pragma GCC unroll 5
+  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kPoly[i]));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
   return _mm512_scalef_ps(p, n);
 }
