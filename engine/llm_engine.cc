@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/device_sampling_rows.h"
 #include "kernels/status_macros.h"
 
 namespace alignserve {
@@ -42,6 +43,7 @@ LlmEngine::LlmEngine(Model& model, const ModelText& text, const EngineConfig& co
       cache_(std::move(cache)),
       runner_(model, *cache_),
       sampler_(text.stop_token_ids),
+      device_sampling_(config.device_sampling && model.SupportsDeviceSampling()),
       next_seed_(config.seed) {}
 
 LlmEngine::~LlmEngine() = default;
@@ -192,26 +194,51 @@ void LlmEngine::CollectPromptLogprobs(const ScheduledSequence& s, const ForwardO
   }
 }
 
-void LlmEngine::HostLogitsRows(const StepPlan& plan, std::vector<uint8_t>& rows) {
+void LlmEngine::PlanLogitsRows(const StepPlan& plan) {
+  std::vector<uint8_t>& rows = scratch_.host_rows;
+  std::vector<int>& device_first = scratch_.device_first;
   rows.clear();
+  device_first.clear();
+  scratch_.device_rows.clear();
+  scratch_.device_adjustments.clear();
   for (const ScheduledSequence& s : plan.seqs) {
     if (s.all_logits) {
       rows.insert(rows.end(), static_cast<size_t>(s.num_tokens()), 1);
+      device_first.insert(device_first.end(), static_cast<size_t>(s.num_tokens()), -1);
       continue;
     }
     if (!s.sample) continue;
     const Sequence* seq = scheduler_->FindSequence(s.seq_id);
     bool host = true;
+    int first = -1;
     if (seq != nullptr) {
       const SeqState& state = StateFor(*seq);
-      // A closed choice samples nothing; a fork draws n tokens on the host;
-      // a policy that reads logits or logprobs needs the whole row.
-      host = state.deferred_finish == FinishReason::kNone &&
-             (state.fork_pending || (state.entry != nullptr && state.entry->NeedsRow()) ||
-              !BatchSampler::ArgmaxSuffices(seq->group().params().sampling,
-                                            static_cast<int64_t>(seq->output_token_ids().size())));
+      const SamplingParams& params = seq->group().params().sampling;
+      // A closed choice samples nothing; a fork step draws n tokens; a
+      // policy request is sampled on the host (it may read the row, force
+      // tokens or bias the draw).
+      const bool closed = state.deferred_finish != FinishReason::kNone;
+      const bool needs_row = state.entry != nullptr && state.entry->NeedsRow();
+      const bool argmax = !state.fork_pending && !needs_row &&
+                          BatchSampler::ArgmaxSuffices(
+                              params, static_cast<int64_t>(seq->output_token_ids().size()));
+      host = !closed && !argmax && (state.entry != nullptr || !device_sampling_);
+      if (!closed && !argmax && !host) {
+        // The device draws this row: a fork step's n draws (seeds seed + i)
+        // share it.
+        first = static_cast<int>(scratch_.device_rows.size());
+        std::span<const int32_t> prompt(seq->token_ids().data(), seq->num_prompt_tokens());
+        const int draws = state.fork_pending ? ExpandCount(state, *seq) : 1;
+        for (int i = 0; i < draws; ++i) {
+          AppendDeviceSamplingRow(params, prompt, seq->output_token_ids(), sampler_.eos_token_ids(),
+                                  state.seed + static_cast<uint64_t>(i),
+                                  static_cast<int32_t>(rows.size()), &scratch_.device_rows,
+                                  &scratch_.device_adjustments);
+        }
+      }
     }
     rows.push_back(host ? 1 : 0);
+    device_first.push_back(first);
   }
 }
 
@@ -222,11 +249,15 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
   std::vector<const Sequence*>& sampled = scratch_.sampled;
   std::vector<int>& sample_rows = scratch_.sample_rows;  // the logits row of each
   std::vector<SamplingRow>& rows = scratch_.rows;
+  std::vector<SampleResult>& host_results = scratch_.host_results;
   std::vector<SampleResult>& results = scratch_.results;
+  std::vector<int>& draw_source = scratch_.draw_source;
   sampled.clear();
   sample_rows.clear();
   rows.clear();
-  results.clear();  // SampleBatch default-constructs each result, as for a new vector
+  draw_source.clear();
+  host_results.clear();  // SampleBatch default-constructs each result, as for a new vector
+  results.clear();
   step_out.outputs.reserve(plan.seqs.size());
   outputs.reserve(plan.seqs.size());
   record.output_seqs.reserve(plan.seqs.size());
@@ -243,6 +274,13 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
     if (seq == nullptr) continue;  // cannot happen in a synchronous step; be safe
     const SeqState& state = StateFor(*seq);
     if (state.deferred_finish != FinishReason::kNone) continue;  // closed, not sampled
+    const int device_first = scratch_.device_first[row];
+    if (device_first >= 0) {
+      // Drawn on the device (PlanLogitsRows): one draw per choice.
+      const int draws = state.fork_pending ? ExpandCount(state, *seq) : 1;
+      for (int i = 0; i < draws; ++i) draw_source.push_back(device_first + i);
+      continue;
+    }
     if (!out.has_logits[row]) continue;  // greedy: the device's argmax is the token
     std::span<const int32_t> prompt(seq->token_ids().data(), seq->num_prompt_tokens());
     // A fork step draws one token per choice from the same logits row; a
@@ -250,12 +288,25 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
     const int draws = state.fork_pending ? ExpandCount(state, *seq) : 1;
     for (int i = Forced(state) ? 1 : 0; i < draws; ++i) {
       if (ExpandForced(state, i)) continue;
+      draw_source.push_back(-1 - static_cast<int>(rows.size()));
       rows.push_back(SamplingRow{ModelRunner::Row(out, row, vocab), &seq->group().params().sampling,
                                  prompt, seq->output_token_ids(),
                                  state.seed + static_cast<uint64_t>(i)});
     }
   }
-  sampler_.SampleBatch(rows, &results);
+  sampler_.SampleBatch(rows, &host_results);
+  // Every draw in plan order, as EmitForks and the loop below consume them.
+  results.resize(draw_source.size());
+  for (size_t d = 0; d < draw_source.size(); ++d) {
+    const int source = draw_source[d];
+    if (source < 0) {
+      results[d] = std::move(host_results[static_cast<size_t>(-1 - source)]);
+    } else {
+      const DeviceSamplingRow& drawn = scratch_.device_rows[static_cast<size_t>(source)];
+      ToSampleResult(out.sampled[static_cast<size_t>(source)], drawn.num_logprobs >= 0,
+                     &results[d]);
+    }
+  }
   size_t r = 0;
   for (size_t i = 0; i < sampled.size(); ++i) {
     const Sequence* seq = sampled[i];
@@ -268,7 +319,8 @@ void LlmEngine::SampleAndCheck(const StepPlan& plan, const ForwardOutput& out, S
       continue;
     }
     const bool forced = Forced(state);
-    const SampleResult* sampled_first = out.has_logits[row] && !forced ? &results[r++] : nullptr;
+    const bool drawn = out.has_logits[row] || scratch_.device_first[row] >= 0;
+    const SampleResult* sampled_first = drawn && !forced ? &results[r++] : nullptr;
     const int32_t first = forced          ? state.policy->force_token
                           : sampled_first ? sampled_first->token
                                           : out.argmax[row];
@@ -407,12 +459,15 @@ absl::Status LlmEngine::RunPlan(const StepPlan& plan, std::vector<RequestOutput>
   for (const ScheduledSequence& s : plan.seqs) {
     num_computed_tokens_ += static_cast<int64_t>(s.token_ids.size());
   }
-  std::vector<uint8_t>& host_rows = scratch_.host_rows;
-  HostLogitsRows(plan, host_rows);
+  PlanLogitsRows(plan);
   const bool want_hidden = !policies_.empty() && PolicyWantsHidden(plan);
-  const absl::Status run = runner_.Execute(
-      plan, ForwardOptions{.want_hidden = want_hidden, .host_logits_rows = host_rows},
-      forward_out_);
+  const absl::Status run =
+      runner_.Execute(plan,
+                      ForwardOptions{.want_hidden = want_hidden,
+                                     .host_logits_rows = scratch_.host_rows,
+                                     .device_rows = scratch_.device_rows,
+                                     .device_adjustments = scratch_.device_adjustments},
+                      forward_out_);
   if (!run.ok()) {
     // Abandon the step: abort its requests (freeing their blocks) so the
     // engine stays usable, and close the plan.

@@ -80,6 +80,10 @@ struct EngineConfig {
   // the model's own limit.
   SchedulerConfig scheduler;
   uint64_t seed = 0;  // base of the seeds of requests that set none
+  // Draw non-greedy tokens on the device where the backend can
+  // (Backend::SupportsDeviceSampling): only ids and logprobs reach the host.
+  // false: every such row is copied whole and sampled on the host.
+  bool device_sampling = true;
 };
 
 // What one choice of a request produced in one step. A step yields at most
@@ -320,9 +324,13 @@ class LlmEngine {
   void MarkPromptLogprobs(StepPlan& plan);
   // Appends the prompt logprobs of an all_logits chunk (rows from first_row).
   void CollectPromptLogprobs(const ScheduledSequence& s, const ForwardOutput& out, int first_row);
-  // Per logits row of the plan: 1 if the host needs the whole logits row,
-  // 0 if the device's argmax is the token (BatchSampler::ArgmaxSuffices).
-  void HostLogitsRows(const StepPlan& plan, std::vector<uint8_t>& rows);
+  // Where each sampled logits row of the plan is drawn: scratch_.host_rows
+  // (1: the host needs the whole row; 0: the device's argmax is the token,
+  // BatchSampler::ArgmaxSuffices, or the device draws it), and for rows the
+  // device draws (config_.device_sampling on a backend that samples), their
+  // draws in scratch_.device_rows / device_adjustments, the first of each
+  // row in scratch_.device_first (-1: none).
+  void PlanLogitsRows(const StepPlan& plan);
   // Feeds one sampled token to a choice's detokenizer and StopChecker;
   // raw_delta (optional) receives the detokenizer's delta.
   StopDecision Advance(SeqState& state, int32_t token, std::string* raw_delta);
@@ -382,15 +390,21 @@ class LlmEngine {
   std::unique_ptr<KvCache> cache_;
   ModelRunner runner_;
   BatchSampler sampler_;
+  bool device_sampling_;       // config_.device_sampling and the backend samples
   ForwardOutput forward_out_;  // reused across steps
   // Per-step scratch of RunPlan and SampleAndCheck, cleared and refilled
   // each step so that its buffers are kept.
   struct StepScratch {
-    std::vector<uint8_t> host_rows;        // ForwardOptions::host_logits_rows
-    std::vector<const Sequence*> sampled;  // per sampled plan entry
-    std::vector<int> sample_rows;          // its logits row
-    std::vector<SamplingRow> rows;         // rows drawn on the host
-    std::vector<SampleResult> results;     // their draws
+    std::vector<uint8_t> host_rows;                   // ForwardOptions::host_logits_rows
+    std::vector<DeviceSamplingRow> device_rows;       // ForwardOptions::device_rows
+    std::vector<LogitAdjustment> device_adjustments;  // ForwardOptions::device_adjustments
+    std::vector<int> device_first;           // per logits row: its first device draw, or -1
+    std::vector<int> draw_source;            // per draw: device draw index, or -1 - host row index
+    std::vector<const Sequence*> sampled;    // per sampled plan entry
+    std::vector<int> sample_rows;            // its logits row
+    std::vector<SamplingRow> rows;           // rows drawn on the host
+    std::vector<SampleResult> host_results;  // their draws
+    std::vector<SampleResult> results;       // every draw of the step, host and device
   };
   StepScratch scratch_;
   absl::flat_hash_map<int64_t, SeqState> seqs_;           // live sequences by seq id

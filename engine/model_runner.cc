@@ -46,6 +46,7 @@ absl::Status ModelRunner::Execute(const StepPlan& plan, const ForwardOptions& op
   out.num_rows = 0;
   out.has_logits.clear();
   out.argmax.clear();
+  out.sampled.clear();
   out.hidden.clear();
   if (plan.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(CheckBlocks(plan));

@@ -8,25 +8,10 @@
 #include <random>
 #include <utility>
 
+#include "kernels/philox.h"
+
 namespace alignserve {
 namespace {
-
-// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
-// 3", SC'11): a bijection of a 128-bit counter under a 64-bit key, so any
-// (seed, step) is drawn directly, with no generator state to carry.
-std::array<uint32_t, 4> Philox4x32(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
-  constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-  constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
-  for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = uint64_t{kMul0} * ctr[0];
-    const uint64_t p1 = uint64_t{kMul1} * ctr[2];
-    ctr = {static_cast<uint32_t>(p1 >> 32) ^ ctr[1] ^ key[0], static_cast<uint32_t>(p1),
-           static_cast<uint32_t>(p0 >> 32) ^ ctr[3] ^ key[1], static_cast<uint32_t>(p0)};
-    key[0] += kWeyl0;
-    key[1] += kWeyl1;
-  }
-  return ctr;
-}
 
 // How far below the top weight the first top-p candidate prefix reaches,
 // and how much further each retry goes. 1e-4 of the top token's weight
@@ -50,13 +35,7 @@ uint64_t ResolveSeed(const SamplingParams& params) {
   return (uint64_t{device()} << 32) ^ device();
 }
 
-double UniformForStep(uint64_t seed, uint64_t step) {
-  const std::array<uint32_t, 4> r =
-      Philox4x32({static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32), 0u, 0u},
-                 {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
-  const uint64_t bits = ((uint64_t{r[0]} << 32) | r[1]) >> 11;  // 53 bits
-  return static_cast<double>(bits) * 0x1.0p-53;
-}
+double UniformForStep(uint64_t seed, uint64_t step) { return PhiloxUniform(seed, step); }
 
 int32_t Argmax(std::span<const float> logits) {
   // Packed max, then the first index holding it: two cheap passes instead of

@@ -70,6 +70,8 @@ class BatchSampler {
   // can be sampled on the device: only the id need reach the host.
   static bool ArgmaxSuffices(const SamplingParams& p, int64_t num_output_tokens);
   void SampleOne(const SamplingRow& row, SampleResult* out);
+  // Masked while min_tokens is unmet (unless ignore_eos).
+  const std::vector<int32_t>& eos_token_ids() const { return eos_token_ids_; }
 
   // The distribution a non-greedy row draws from: surviving tokens with
   // renormalized probabilities, by probability descending then id. For tests

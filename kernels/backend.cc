@@ -41,6 +41,19 @@ absl::Status Backend::SetKvCacheDtype(DType dtype) {
   return absl::OkStatus();
 }
 
+absl::Status Backend::RopeAndWriteKv(const DeviceBatch& batch, const RopeTable& rope, int head_dim,
+                                     Tensor& q, Tensor& k, const Tensor& v, KvCache& cache,
+                                     int layer) {
+  if (absl::Status s = Rope(batch, rope, head_dim, q, k); !s.ok()) return s;
+  return WriteKv(batch, k, v, cache, layer);
+}
+
+absl::Status Backend::SampleRows(const Tensor&, std::span<const DeviceSamplingRow>,
+                                 std::span<const LogitAdjustment>, std::span<DeviceSampleResult>) {
+  return absl::UnimplementedError(
+      absl::StrCat(std::string(name()), " backend: no device sampling (sample on the host)"));
+}
+
 absl::Status Backend::BeginCapture() {
   return absl::UnimplementedError(absl::StrCat(std::string(name()), " backend: no graph capture"));
 }

@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/batch_layout.h"
+#include "kernels/device_sampling.h"
 #include "kernels/tensor.h"
 
 namespace alignserve {
@@ -167,6 +168,12 @@ class Backend {
   // Writes k, v [tokens, kv_heads * head_dim] into the layer's cache slots.
   virtual absl::Status WriteKv(const DeviceBatch& batch, const Tensor& k, const Tensor& v,
                                KvCache& cache, int layer) = 0;
+  // Rope, then WriteKv of the rotated k and of v: one pass on backends that
+  // fuse it (CUDA); k may or may not be left rotated (nothing reads it
+  // after). The default runs the two ops.
+  virtual absl::Status RopeAndWriteKv(const DeviceBatch& batch, const RopeTable& rope, int head_dim,
+                                      Tensor& q, Tensor& k, const Tensor& v, KvCache& cache,
+                                      int layer);
   // Causal attention of q [tokens, heads * head_dim] over each sequence's
   // cached K/V (which already holds this step's tokens); GQA maps query
   // head h to kv head h / (heads / kv_heads). out has q's shape.
@@ -192,6 +199,14 @@ class Backend {
   // never wins; a row of NaN gives 0), for logits f32 [rows, vocab] and ids
   // I32 [rows]. Greedy rows need only this on the host, not the whole row.
   virtual absl::Status ArgMax(const Tensor& logits, Tensor& ids) = 0;
+  // Draws one token per row on the device (kernels/device_sampling.h) from
+  // logits f32 [rows, vocab]; results[i] answers rows[i]. Synchronous: the
+  // results are on the host when it returns. Only backends whose logits live
+  // off the host implement it (the CPU samples on the host anyway).
+  virtual bool SupportsDeviceSampling() const { return false; }
+  virtual absl::Status SampleRows(const Tensor& logits, std::span<const DeviceSamplingRow> rows,
+                                  std::span<const LogitAdjustment> adjustments,
+                                  std::span<DeviceSampleResult> results);
 
  private:
   std::optional<DType> kv_cache_dtype_;

@@ -147,8 +147,8 @@ absl::Status LlamaModel::Layer(const DeviceBatch& batch, KvCache& cache, int lay
   RETURN_IF_ERROR(backend_.MatMul(x, w.wq, w.bq.data ? &w.bq : nullptr, q));
   RETURN_IF_ERROR(backend_.MatMul(x, w.wk, w.bk.data ? &w.bk : nullptr, k));
   RETURN_IF_ERROR(backend_.MatMul(x, w.wv, w.bv.data ? &w.bv : nullptr, v));
-  RETURN_IF_ERROR(backend_.Rope(batch, rope_->table(), c.head_dim, q, k));
-  RETURN_IF_ERROR(backend_.WriteKv(batch, k, v, cache, layer));
+  RETURN_IF_ERROR(
+      backend_.RopeAndWriteKv(batch, rope_->table(), c.head_dim, q, k, v, cache, layer));
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   RETURN_IF_ERROR(backend_.PagedAttention(batch, q, cache, layer, c.num_heads, scale, attn));
   RETURN_IF_ERROR(backend_.MatMul(attn, w.wo, nullptr, proj));
@@ -196,6 +196,11 @@ absl::Status LlamaModel::CopyOut(int64_t rows, const ForwardOptions& options, Fo
   out.argmax.resize(rows);
   RETURN_IF_ERROR(backend_.CopyToHost(out.argmax.data(), s.argmax.data, rows * sizeof(int32_t)));
   RETURN_IF_ERROR(CopyLogitsRows(Rows(s.logits, rows), options.host_logits_rows, out));
+  out.sampled.resize(options.device_rows.size());
+  if (!options.device_rows.empty()) {
+    RETURN_IF_ERROR(backend_.SampleRows(Rows(s.logits, rows), options.device_rows,
+                                        options.device_adjustments, out.sampled));
+  }
   out.hidden.clear();
   if (options.want_hidden) {
     out.hidden.resize(static_cast<size_t>(rows) * config_.hidden_size);

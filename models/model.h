@@ -7,8 +7,9 @@
 // on the device. Each row is config().logits_size() wide: next-token logits
 // over the vocabulary, or a classifier's num_labels scores. Only the rows
 // the caller asks for (ForwardOptions) travel to the host whole: a greedy
-// row needs just its argmax. Optionally the final hidden states of the same
-// rows (reward heads, policies that read them).
+// row needs just its argmax, a row drawn on the device (ForwardOptions::
+// device_rows) just its token and logprobs. Optionally the final hidden
+// states of the same rows (reward heads, policies that read them).
 // Thread-safety: one thread drives a model (the engine thread).
 #ifndef ALIGNSERVE_MODELS_MODEL_H_
 #define ALIGNSERVE_MODELS_MODEL_H_
@@ -22,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
 #include "kernels/batch_layout.h"
+#include "kernels/device_sampling.h"
 #include "models/model_config.h"
 
 namespace alignserve {
@@ -30,6 +32,10 @@ struct ForwardOptions {
   bool want_hidden = false;
   // Per logits row: 1 if the host needs the whole row. Empty: every row.
   std::span<const uint8_t> host_logits_rows;
+  // Draws to make on the device (Backend::SampleRows), only where the
+  // backend SupportsDeviceSampling; their results land in ForwardOutput::sampled.
+  std::span<const DeviceSamplingRow> device_rows;
+  std::span<const LogitAdjustment> device_adjustments;
 };
 
 struct ForwardOutput {
@@ -37,9 +43,10 @@ struct ForwardOutput {
   // [num_rows, config().logits_size()]; only the rows asked for are written
   // (the others hold stale values and must not be read).
   std::vector<float> logits;
-  std::vector<uint8_t> has_logits;  // [num_rows] 1 where logits holds the row
-  std::vector<int32_t> argmax;      // [num_rows] lowest id of each row's maximum
-  std::vector<float> hidden;        // [num_rows, hidden_size] when asked for, else empty
+  std::vector<uint8_t> has_logits;          // [num_rows] 1 where logits holds the row
+  std::vector<int32_t> argmax;              // [num_rows] lowest id of each row's maximum
+  std::vector<float> hidden;                // [num_rows, hidden_size] when asked for, else empty
+  std::vector<DeviceSampleResult> sampled;  // one per ForwardOptions::device_rows
 
   // `width`: config().logits_size().
   const float* row(int i, int width) const {
@@ -64,6 +71,9 @@ class Model {
   // where the backend has them (CUDA); 0 runs every step op by op. Models
   // without graphs ignore it.
   virtual void SetDecodeGraphs(int max_batch) {}
+  // Whether Forward honours ForwardOptions::device_rows (the backend's
+  // Backend::SupportsDeviceSampling).
+  virtual bool SupportsDeviceSampling() { return backend().SupportsDeviceSampling(); }
   // Every row's logits on the host.
   absl::Status Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
                        ForwardOutput& out) {

@@ -37,7 +37,23 @@ struct BenchFlags {
   int output_len = 32;
   int warmup = 1;  // untimed requests of the same shape run first
   std::optional<uint64_t> seed;
+  // Sampling of every request (default greedy); each request seeds its
+  // draws from --seed and its index.
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int top_k = 0;
 };
+
+// The requests' sampling parameters (ignore_eos, max_tokens tokens).
+SamplingParams BenchParams(const BenchFlags& f, int max_tokens) {
+  SamplingParams params;
+  params.temperature = f.temperature;
+  params.top_p = f.top_p;
+  params.top_k = f.top_k;
+  params.ignore_eos = true;
+  params.max_tokens = max_tokens;
+  return params;
+}
 
 // What one stream showed, in seconds from its submit.
 struct RequestTiming {
@@ -133,10 +149,7 @@ bool Record(const StreamEvent& e, Clock::time_point submitted, RequestTiming& t)
 // Runs `count` untimed requests one after another (kernels loaded, library
 // heuristics and buffers warm) before the measured ones.
 absl::Status WarmUp(AsyncEngine& engine, const BenchFlags& f, int vocab, int count) {
-  SamplingParams params;
-  params.temperature = 0.0f;
-  params.ignore_eos = true;
-  params.max_tokens = std::min(f.output_len, 8);
+  const SamplingParams params = BenchParams(f, std::min(f.output_len, 8));
   for (int i = 0; i < count; ++i) {
     std::vector<int32_t> prompt(f.prompt_len);
     for (int t = 0; t < f.prompt_len; ++t) prompt[t] = 100 + (t * 7919 + i) % (vocab - 100);
@@ -161,10 +174,7 @@ absl::Status Bench(const BenchFlags& f) {
   for (auto& p : prompts) {
     for (int32_t& id : p) id = pick(rng);
   }
-  SamplingParams params;
-  params.temperature = 0.0f;
-  params.ignore_eos = true;
-  params.max_tokens = f.output_len;
+  const SamplingParams params = BenchParams(f, f.output_len);
 
   std::mutex mu;
   std::condition_variable cv;
@@ -233,6 +243,7 @@ absl::Status CheckFlags(const BenchFlags& f) {
   RETURN_IF_ERROR(RequirePositive("prompt-len", f.prompt_len));
   RETURN_IF_ERROR(RequirePositive("output-len", f.output_len));
   if (f.warmup < 0) return absl::InvalidArgumentError("--warmup must be >= 0");
+  RETURN_IF_ERROR(BenchParams(f, 1).Validate(std::numeric_limits<int>::max()));
   return CheckEngineFlags(f.engine);
 }
 
@@ -241,8 +252,9 @@ absl::Status CheckFlags(const BenchFlags& f) {
 int RunBenchOffline(int argc, char** argv) {
   BenchFlags f;
   ArgParser args("alignserve bench-offline",
-                 "Submits --num-requests random-token prompts at once to the engine (greedy, "
-                 "ignore_eos, exactly --output-len tokens each) and reports throughput and "
+                 "Submits --num-requests random-token prompts at once to the engine (greedy "
+                 "unless --temperature, ignore_eos, exactly --output-len tokens each) and reports "
+                 "throughput and "
                  "TTFT / inter-token / end-to-end latency percentiles.");
   AddEngineFlags(args, &f.engine);
   args.AddInt("num-requests", &f.num_requests, "requests submitted at once");
@@ -250,6 +262,9 @@ int RunBenchOffline(int argc, char** argv) {
   args.AddInt("output-len", &f.output_len, "output tokens per request (max_tokens, ignore_eos)");
   args.AddInt("warmup", &f.warmup, "untimed requests of the same shape run first");
   args.AddOptionalUint64("seed", &f.seed, "seed of the random prompts and of the engine; unset: 0");
+  args.AddFloat("temperature", &f.temperature, "sampling temperature of every request; 0: greedy");
+  args.AddFloat("top-p", &f.top_p, "nucleus sampling: keep the top tokens holding this mass");
+  args.AddInt("top-k", &f.top_k, "keep the k most likely tokens; 0: all");
   absl::Status s = args.Parse(argc, argv, 2);
   if (args.help_requested()) {
     std::fputs(args.Help().c_str(), stdout);

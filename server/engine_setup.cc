@@ -40,6 +40,9 @@ void AddEngineFlags(ArgParser& args, EngineFlags* f) {
                "load no tokenizer: token ids in and out, no text (a checkpoint without one)");
   args.AddBool("enforce-eager", &f->enforce_eager,
                "run decode steps op by op instead of replaying CUDA graphs (GPU only)");
+  args.AddBool("host-sampling", &f->host_sampling,
+               "sample on the host even on a GPU (copies each non-greedy logits row to the "
+               "host; the default draws on the device and copies only ids and logprobs)");
 }
 
 absl::Status CheckEngineFlags(const EngineFlags& f) {
@@ -137,6 +140,7 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   EngineConfig config;
   config.seed = seed;
+  config.device_sampling = !f.host_sampling;
   config.scheduler.block_size = f.block_size;
   config.scheduler.max_num_seqs = f.max_num_seqs;
   config.scheduler.max_num_batched_tokens = f.max_num_batched_tokens;

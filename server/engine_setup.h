@@ -37,6 +37,9 @@ struct EngineFlags {
   float kv_cache_gib = 1.0f;  // KV budget where the device has no memory of its own (CPU)
   // auto (the backend's own: f32 on the CPU, bf16 on CUDA), f32, f16, bf16.
   std::string kv_cache_dtype = "auto";
+  // Sample every non-greedy row on the host, also on a GPU (copies whole
+  // logits rows; for comparisons).
+  bool host_sampling = false;
 };
 
 // Declares the flags above on `args` (targets in *f).

@@ -55,6 +55,7 @@ class FaultInjectingModel final : public Model {
   Backend& backend() override { return inner_->backend(); }
   int max_model_len() const override { return inner_->max_model_len(); }
   void SetDecodeGraphs(int max_batch) override { inner_->SetDecodeGraphs(max_batch); }
+  bool SupportsDeviceSampling() override { return inner_->SupportsDeviceSampling(); }
   KvCacheSpec KvSpec(int num_blocks, int block_size) override {
     return inner_->KvSpec(num_blocks, block_size);
   }

@@ -89,6 +89,11 @@ timed single_stream_eager 150 "${AS[@]}" --num-requests 1 --prompt-len 128 --out
 EAGER_ITL=$(field single_stream_eager "inter-token latency" | awk '{print $6}')
 row single_stream_eager "$([[ $RC == 0 && -n "$EAGER_ITL" ]] && echo INFO || echo FAIL)" "$SECS" \
   "--enforce-eager: p50 ITL ${EAGER_ITL:-?} ms (graphs: ${ITL:-?} ms)"
+ALIGNSERVE_CUDA_ATTENTION=decode_v1 timed single_stream_v1 150 "${AS[@]}" --num-requests 1 \
+  --prompt-len 128 --output-len 256
+V1_ITL=$(field single_stream_v1 "inter-token latency" | awk '{print $6}')
+row single_stream_v1 "$([[ $RC == 0 && -n "$V1_ITL" ]] && echo INFO || echo FAIL)" "$SECS" \
+  "decode_v1 attention: p50 ITL ${V1_ITL:-?} ms (pipelined: ${ITL:-?} ms)"
 ALIGNSERVE_CUDA_GEMV=1 timed single_stream_gemv 150 "${AS[@]}" --num-requests 1 \
   --prompt-len 128 --output-len 256
 GEMV_ITL=$(field single_stream_gemv "inter-token latency" | awk '{print $6}')
@@ -108,6 +113,17 @@ ALIGNSERVE_CUDA_ATTENTION=phase1 timed batch64_phase1 200 "${AS[@]}" --num-reque
 row batch64_phase1 "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
   "$(field batch64_phase1 throughput)"
 
+# Sampled (temperature 0.8, top-p 0.95) rather than greedy: drawn on the
+# device (default) against every row copied to and drawn on the host.
+timed batch64_sampled 200 "${AS[@]}" --num-requests 64 --prompt-len 128 --output-len 128 \
+  --temperature 0.8 --top-p 0.95
+row batch64_sampled "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
+  "device sampling: $(field batch64_sampled throughput); ITL p50 $(field batch64_sampled "inter-token latency" | awk '{print $6}') ms"
+timed batch64_host_sampled 200 "${AS[@]}" --num-requests 64 --prompt-len 128 --output-len 128 \
+  --temperature 0.8 --top-p 0.95 --host-sampling
+row batch64_host_sampled "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
+  "--host-sampling: $(field batch64_host_sampled throughput); ITL p50 $(field batch64_host_sampled "inter-token latency" | awk '{print $6}') ms"
+
 timed torch_baseline 240 python3 benchmarks/gpu/torch_baseline.py --model "$MODEL" \
   --batch-sizes 1,64 --prompt-len 128 --output-len 128 --json "$LOGS/torch_baseline.json"
 row torch_baseline "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
@@ -124,6 +140,11 @@ if [[ "$SET" == full ]]; then
     --max-num-batched-tokens 8192
   row decode256 "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
     "256 x (1000 + 100): $(field decode256 "inter-token latency" | awk '{print "ITL p50", $6, "ms"}'); $(field decode256 throughput)"
+  # The same with the first split-K decode kernel, side by side.
+  ALIGNSERVE_CUDA_ATTENTION=decode_v1 timed decode256_v1 200 "${AS[@]}" --num-requests 256 \
+    --prompt-len 1000 --output-len 100 --max-num-batched-tokens 8192
+  row decode256_v1 "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
+    "decode_v1 kernel: $(field decode256_v1 "inter-token latency" | awk '{print "ITL p50", $6, "ms"}'); $(field decode256_v1 throughput)"
 fi
 
 exit 0

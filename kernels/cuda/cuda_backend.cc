@@ -99,10 +99,13 @@ absl::Status CudaBackend::Init() {
   ASSIGN_OR_RETURN(gemm_, cuda::CudaGemm::Create(stream_));
   ASSIGN_OR_RETURN(uploader_, cuda::BatchUploader::Create(stream_));
   attention_workspace_ = std::make_unique<cuda::GrowingDeviceBuffer>();
+  sampling_workspace_ = std::make_unique<cuda::GrowingDeviceBuffer>();
+  sampling_staging_ = std::make_unique<cuda::GrowingPinnedBuffer>();
   CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device_));
   if (const char* mode = std::getenv("ALIGNSERVE_CUDA_ATTENTION")) {
     attention_kernels_ = std::string_view(mode) != "phase1";
+    decode_pipelined_ = std::string_view(mode) != "decode_v1";
   }
   return absl::OkStatus();
 }
@@ -111,6 +114,8 @@ CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   uploader_.reset();
   attention_workspace_.reset();
+  sampling_workspace_.reset();
+  sampling_staging_.reset();
   gemm_.reset();
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }

@@ -35,6 +35,7 @@ namespace cuda {
 class BatchUploader;
 class CudaGemm;
 class GrowingDeviceBuffer;
+class GrowingPinnedBuffer;
 }  // namespace cuda
 
 // True if a CUDA driver and at least one device are present.
@@ -71,11 +72,20 @@ class CudaBackend final : public Backend {
   absl::Status Add(Tensor& x, const Tensor& y) override;
   absl::Status WriteKv(const DeviceBatch& batch, const Tensor& k, const Tensor& v, KvCache& cache,
                        int layer) override;
+  // One kernel: q rotated in place, rotated k and v written to the cache.
+  absl::Status RopeAndWriteKv(const DeviceBatch& batch, const RopeTable& rope, int head_dim,
+                              Tensor& q, Tensor& k, const Tensor& v, KvCache& cache,
+                              int layer) override;
   absl::Status PagedAttention(const DeviceBatch& batch, const Tensor& q, KvCache& cache, int layer,
                               int num_heads, float scale, Tensor& out) override;
   absl::Status GatherRows(const DeviceBatch& batch, const Tensor& x, Tensor& out) override;
   absl::Status CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) override;
   absl::Status ArgMax(const Tensor& logits, Tensor& ids) override;
+  // cuda_sample_rows.cu: one block per row; only results cross to the host.
+  bool SupportsDeviceSampling() const override { return true; }
+  absl::Status SampleRows(const Tensor& logits, std::span<const DeviceSamplingRow> rows,
+                          std::span<const LogitAdjustment> adjustments,
+                          std::span<DeviceSampleResult> results) override;
 
   // CUDA graphs of the backend's stream (cuda_graph.h). memory_epoch is
   // GrowingDeviceBuffer::Generation: the upload buffer, the attention
@@ -106,8 +116,13 @@ class CudaBackend final : public Backend {
   // Attention: the tiled / split-K kernels (false: phase 1 everywhere, set
   // by ALIGNSERVE_CUDA_ATTENTION=phase1 for side-by-side measurements).
   bool attention_kernels_ = true;
+  // Decode steps: the cp.async-pipelined split-K kernel (false: the first
+  // split-K kernel, ALIGNSERVE_CUDA_ATTENTION=decode_v1, for comparisons).
+  bool decode_pipelined_ = true;
   int multiprocessors_ = 1;
   std::unique_ptr<cuda::GrowingDeviceBuffer> attention_workspace_;  // split-K partials
+  std::unique_ptr<cuda::GrowingDeviceBuffer> sampling_workspace_;   // SampleRows' rows and scratch
+  std::unique_ptr<cuda::GrowingPinnedBuffer> sampling_staging_;     // SampleRows' host side
 };
 
 // CudaBackend::Create as a plain Backend.

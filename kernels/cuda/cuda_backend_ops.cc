@@ -57,6 +57,62 @@ absl::Status CheckRows(const Tensor& t, int64_t rows, int64_t cols, const char* 
   return CheckActivation(t, op, what);
 }
 
+// K/V values per cache slot, and slots in the cache.
+int64_t KvRow(const KvCacheSpec& spec) {
+  return static_cast<int64_t>(spec.num_kv_heads) * spec.head_dim;
+}
+int64_t KvSlots(const KvCacheSpec& spec) {
+  return static_cast<int64_t>(spec.num_blocks) * spec.block_size;
+}
+
+// Rope's host-side checks; the kernel's arguments when they pass.
+absl::StatusOr<cuda::RopeArgs> CheckRope(const DeviceBatch& batch, const cuda::StepBounds& bounds,
+                                         const RopeTable& rope, int head_dim, const Tensor& q,
+                                         const Tensor& k) {
+  if (head_dim <= 0 || q.cols() % head_dim != 0 || k.cols() % head_dim != 0 ||
+      rope.rotary_dim % 2 != 0 || rope.rotary_dim > head_dim || rope.rotary_dim < 0) {
+    return Invalid("rope", absl::StrCat("head_dim ", head_dim, ", rotary_dim ", rope.rotary_dim,
+                                        ", q ", q.ShapeString(), ", k ", k.ShapeString()));
+  }
+  RETURN_IF_ERROR(CheckRows(q, batch.num_tokens, q.cols(), "rope", "q"));
+  RETURN_IF_ERROR(CheckRows(k, batch.num_tokens, k.cols(), "rope", "k"));
+  if (q.dtype != k.dtype) return Invalid("rope", "q and k differ in dtype");
+  if (bounds.max_position >= rope.max_positions) {
+    return absl::OutOfRangeError(absl::StrCat("position ", bounds.max_position,
+                                              " is past the rope table of ", rope.max_positions,
+                                              " positions"));
+  }
+  return cuda::RopeArgs{batch.positions,
+                        rope.cos,
+                        rope.sin,
+                        batch.num_tokens,
+                        rope.rotary_dim,
+                        rope.interleaved,
+                        head_dim,
+                        static_cast<int>(q.cols() / head_dim),
+                        static_cast<int>(k.cols() / head_dim)};
+}
+
+// WriteKv's host-side checks.
+absl::Status CheckWriteKv(const DeviceBatch& batch, const cuda::StepBounds& bounds, const Tensor& k,
+                          const Tensor& v, const KvCache& cache, int layer) {
+  const KvCacheSpec& spec = cache.spec();
+  const int64_t row = KvRow(spec), slots = KvSlots(spec);
+  if (spec.dtype != DType::kBF16 || layer < 0 || layer >= spec.num_layers) {
+    return Invalid("write_kv", absl::StrCat("needs a BF16 cache and a layer below ",
+                                            spec.num_layers, ", got layer ", layer));
+  }
+  RETURN_IF_ERROR(CheckRows(k, batch.num_tokens, row, "write_kv", "k"));
+  RETURN_IF_ERROR(CheckRows(v, batch.num_tokens, row, "write_kv", "v"));
+  if (k.dtype != v.dtype) return Invalid("write_kv", "k and v differ in dtype");
+  if (batch.num_tokens > 0 && (bounds.min_slot < kPaddingSlot || bounds.max_slot >= slots)) {
+    return absl::OutOfRangeError(
+        absl::StrCat("kv slot ", bounds.min_slot < 0 ? bounds.min_slot : bounds.max_slot,
+                     " outside the cache of ", slots, " slots"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CudaBackend::Embedding(const DeviceBatch& batch, const Tensor& table, Tensor& out) {
@@ -108,28 +164,7 @@ absl::Status CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor*
 absl::Status CudaBackend::Rope(const DeviceBatch& batch, const RopeTable& rope, int head_dim,
                                Tensor& q, Tensor& k) {
   ASSIGN_OR_RETURN(const cuda::StepBounds bounds, uploader_->BoundsOf(batch));
-  if (head_dim <= 0 || q.cols() % head_dim != 0 || k.cols() % head_dim != 0 ||
-      rope.rotary_dim % 2 != 0 || rope.rotary_dim > head_dim || rope.rotary_dim < 0) {
-    return Invalid("rope", absl::StrCat("head_dim ", head_dim, ", rotary_dim ", rope.rotary_dim,
-                                        ", q ", q.ShapeString(), ", k ", k.ShapeString()));
-  }
-  RETURN_IF_ERROR(CheckRows(q, batch.num_tokens, q.cols(), "rope", "q"));
-  RETURN_IF_ERROR(CheckRows(k, batch.num_tokens, k.cols(), "rope", "k"));
-  if (q.dtype != k.dtype) return Invalid("rope", "q and k differ in dtype");
-  if (bounds.max_position >= rope.max_positions) {
-    return absl::OutOfRangeError(absl::StrCat("position ", bounds.max_position,
-                                              " is past the rope table of ", rope.max_positions,
-                                              " positions"));
-  }
-  cuda::RopeArgs args{batch.positions,
-                      rope.cos,
-                      rope.sin,
-                      batch.num_tokens,
-                      rope.rotary_dim,
-                      rope.interleaved,
-                      head_dim,
-                      static_cast<int>(q.cols() / head_dim),
-                      static_cast<int>(k.cols() / head_dim)};
+  ASSIGN_OR_RETURN(const cuda::RopeArgs args, CheckRope(batch, bounds, rope, head_dim, q, k));
   CUDA_RETURN_IF_ERROR(cuda::LaunchRope(args, q.data, k.data, q.dtype, stream_));
   return absl::OkStatus();
 }
@@ -151,24 +186,25 @@ absl::Status CudaBackend::Add(Tensor& x, const Tensor& y) {
 absl::Status CudaBackend::WriteKv(const DeviceBatch& batch, const Tensor& k, const Tensor& v,
                                   KvCache& cache, int layer) {
   ASSIGN_OR_RETURN(const cuda::StepBounds bounds, uploader_->BoundsOf(batch));
+  RETURN_IF_ERROR(CheckWriteKv(batch, bounds, k, v, cache, layer));
   const KvCacheSpec& spec = cache.spec();
-  const int64_t row = static_cast<int64_t>(spec.num_kv_heads) * spec.head_dim;
-  const int64_t slots = static_cast<int64_t>(spec.num_blocks) * spec.block_size;
-  if (spec.dtype != DType::kBF16 || layer < 0 || layer >= spec.num_layers) {
-    return Invalid("write_kv", absl::StrCat("needs a BF16 cache and a layer below ",
-                                            spec.num_layers, ", got layer ", layer));
-  }
-  RETURN_IF_ERROR(CheckRows(k, batch.num_tokens, row, "write_kv", "k"));
-  RETURN_IF_ERROR(CheckRows(v, batch.num_tokens, row, "write_kv", "v"));
-  if (k.dtype != v.dtype) return Invalid("write_kv", "k and v differ in dtype");
-  if (batch.num_tokens > 0 && (bounds.min_slot < kPaddingSlot || bounds.max_slot >= slots)) {
-    return absl::OutOfRangeError(
-        absl::StrCat("kv slot ", bounds.min_slot < 0 ? bounds.min_slot : bounds.max_slot,
-                     " outside the cache of ", slots, " slots"));
-  }
   CUDA_RETURN_IF_ERROR(cuda::LaunchWriteKv(batch.slot_mapping, batch.num_tokens, k.data, v.data,
-                                           k.dtype, row, slots, cache.k(layer), cache.v(layer),
-                                           stream_));
+                                           k.dtype, KvRow(spec), KvSlots(spec), cache.k(layer),
+                                           cache.v(layer), stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::RopeAndWriteKv(const DeviceBatch& batch, const RopeTable& rope,
+                                         int head_dim, Tensor& q, Tensor& k, const Tensor& v,
+                                         KvCache& cache, int layer) {
+  ASSIGN_OR_RETURN(const cuda::StepBounds bounds, uploader_->BoundsOf(batch));
+  ASSIGN_OR_RETURN(const cuda::RopeArgs args, CheckRope(batch, bounds, rope, head_dim, q, k));
+  RETURN_IF_ERROR(CheckWriteKv(batch, bounds, k, v, cache, layer));
+  if (q.dtype != v.dtype) return Invalid("rope_write_kv", "q and v differ in dtype");
+  const KvCacheSpec& spec = cache.spec();
+  CUDA_RETURN_IF_ERROR(cuda::LaunchRopeWriteKv(args, batch.slot_mapping, q.data, k.data, v.data,
+                                               q.dtype, KvSlots(spec), cache.k(layer),
+                                               cache.v(layer), stream_));
   return absl::OkStatus();
 }
 
@@ -214,9 +250,9 @@ absl::Status CudaBackend::PagedAttention(const DeviceBatch& batch, const Tensor&
   } else if (attention_kernels_ && cuda::DecodeAttentionSupports(args)) {
     // Planned from the shape (the block tables' width), not the step's
     // contexts, so that a captured graph keeps a valid launch.
-    const cuda::DecodeSplit split =
-        cuda::PlanDecodeSplit(batch.num_seqs, spec.num_kv_heads,
-                              batch.max_blocks_per_seq * spec.block_size, multiprocessors_);
+    const cuda::DecodeSplit split = cuda::PlanDecodeSplit(
+        batch.num_seqs, spec.num_kv_heads, batch.max_blocks_per_seq * spec.block_size,
+        multiprocessors_, decode_pipelined_);
     void* workspace = nullptr;
     if (const size_t bytes = cuda::DecodeWorkspaceBytes(args, split); bytes > 0) {
       ASSIGN_OR_RETURN(workspace, attention_workspace_->Reserve(bytes, stream_));

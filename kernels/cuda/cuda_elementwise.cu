@@ -165,6 +165,52 @@ __global__ void RopeKernel(RopeArgs a, T* q, T* k) {
   }
 }
 
+// One block per token: threads walk q's (head, pair) items, then k's
+// (rotated into the cache row), then v's elements (copied).
+template <typename T>
+__global__ void RopeWriteKvKernel(RopeArgs a, const int64_t* slots, int64_t num_slots, T* q,
+                                  const T* k, const T* v, bf16* k_cache, bf16* v_cache) {
+  const int t = blockIdx.x;
+  const int half = a.rotary_dim / 2;
+  const int pos = a.positions[t];
+  const float* cos = a.cos + static_cast<int64_t>(pos) * half;
+  const float* sin = a.sin + static_cast<int64_t>(pos) * half;
+  for (int item = threadIdx.x; item < a.q_heads * half; item += blockDim.x) {
+    const int head = item / half, i = item % half;
+    T* x = q + (static_cast<int64_t>(t) * a.q_heads + head) * a.head_dim;
+    const int ia = a.interleaved ? 2 * i : i;
+    const int ib = a.interleaved ? 2 * i + 1 : i + half;
+    const float x0 = ToF32(x[ia]), x1 = ToF32(x[ib]);
+    x[ia] = FromF32<T>(x0 * cos[i] - x1 * sin[i]);
+    x[ib] = FromF32<T>(x1 * cos[i] + x0 * sin[i]);
+  }
+  const int64_t slot = slots[t];
+  if (slot < 0 || slot >= num_slots) return;  // padding; bounds validated on the host
+  const int64_t row = static_cast<int64_t>(a.k_heads) * a.head_dim;
+  const T* k_row = k + t * row;
+  const T* v_row = v + t * row;
+  bf16* k_out = k_cache + slot * row;
+  bf16* v_out = v_cache + slot * row;
+  // Each item is one element of k's row: rotated dims pair up through the
+  // table, dims past rotary_dim are copied.
+  for (int64_t e = threadIdx.x; e < row; e += blockDim.x) {
+    const int d = static_cast<int>(e % a.head_dim);
+    const int64_t head_base = e - d;
+    float out = ToF32(k_row[e]);
+    if (d < a.rotary_dim) {
+      // The pair (ia, ib) of rotation index i that holds dim d.
+      const int i = a.interleaved ? d / 2 : d % half;
+      const bool first = a.interleaved ? d % 2 == 0 : d < half;
+      const int ia = a.interleaved ? 2 * i : i;
+      const int ib = a.interleaved ? 2 * i + 1 : i + half;
+      const float x0 = ToF32(k_row[head_base + ia]), x1 = ToF32(k_row[head_base + ib]);
+      out = first ? x0 * cos[i] - x1 * sin[i] : x1 * cos[i] + x0 * sin[i];
+    }
+    k_out[e] = FromF32<bf16>(out);
+    v_out[e] = FromF32<bf16>(ToF32(v_row[e]));
+  }
+}
+
 template <typename T>
 __global__ void SiluMulKernel(const T* gate, const T* up, int64_t n, T* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -328,6 +374,17 @@ cudaError_t LaunchWriteKv(const int64_t* slots, int num_tokens, const void* k, c
       WriteKvKernel<<<num_tokens, kRowThreads, 0, stream>>>(
           slots, static_cast<const T*>(k), static_cast<const T*>(v), row, num_slots,
           static_cast<bf16*>(k_cache), static_cast<bf16*>(v_cache)));
+}
+
+cudaError_t LaunchRopeWriteKv(const RopeArgs& args, const int64_t* slots, void* q, const void* k,
+                              const void* v, DType type, int64_t num_slots, void* k_cache,
+                              void* v_cache, cudaStream_t stream) {
+  if (args.num_tokens == 0) return cudaSuccess;
+  return ALIGNSERVE_DISPATCH_ACT(
+      type, T,
+      RopeWriteKvKernel<<<args.num_tokens, kRowThreads, 0, stream>>>(
+          args, slots, num_slots, static_cast<T*>(q), static_cast<const T*>(k),
+          static_cast<const T*>(v), static_cast<bf16*>(k_cache), static_cast<bf16*>(v_cache)));
 }
 
 cudaError_t LaunchGatherRows(const int32_t* indices, int count, const void* x, int64_t x_rows,

@@ -62,6 +62,12 @@ cudaError_t LaunchAdd(void* x, const void* y, int64_t n, DType type, cudaStream_
 cudaError_t LaunchWriteKv(const int64_t* slots, int num_tokens, const void* k, const void* v,
                           DType type, int64_t row, int64_t num_slots, void* k_cache, void* v_cache,
                           cudaStream_t stream);
+// Rope and WriteKv in one pass: q rotated in place; k rotated on its way
+// into the cache (k itself is left as it was) and v copied there. A
+// padding row (slot < 0) rotates q and writes nothing.
+cudaError_t LaunchRopeWriteKv(const RopeArgs& args, const int64_t* slots, void* q, const void* k,
+                              const void* v, DType type, int64_t num_slots, void* k_cache,
+                              void* v_cache, cudaStream_t stream);
 
 // out[i, :] = x[indices[i], :] as raw rows of row_bytes bytes.
 cudaError_t LaunchGatherRows(const int32_t* indices, int count, const void* x, int64_t x_rows,
@@ -122,12 +128,16 @@ bool TiledAttentionSupports(const AttentionArgs& args);
 // each block sizes its split from its sequence's context on the device, so
 // one launch configuration (and a CUDA graph of it) serves every step of
 // that shape.
+// Two kernels: the pipelined one (default: each warp streams 16-key K/V
+// tiles into shared memory with cp.async, two stages deep) and the first
+// one (lanes load K rows and V slices into registers), kept for comparison.
 struct DecodeSplit {
   int num_splits = 1;
+  bool pipelined = true;
 };
 bool DecodeAttentionSupports(const AttentionArgs& args);
 DecodeSplit PlanDecodeSplit(int num_seqs, int num_kv_heads, int max_context_len,
-                            int multiprocessors);
+                            int multiprocessors, bool pipelined = true);
 size_t DecodeWorkspaceBytes(const AttentionArgs& args, const DecodeSplit& split);
 cudaError_t LaunchDecodePagedAttention(const AttentionArgs& args, DType q_type,
                                        const DecodeSplit& split, float* workspace,

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <numeric>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -267,6 +268,89 @@ TEST_CASE("cuda rope rotates q and k like the cpu, both conventions") {
         }
         CheckClose(results[1][0], results[0][0], kBf16Output);
         CheckClose(results[1][1], results[0][1], kBf16Output);
+      }
+    }
+  }
+}
+
+// The fused op against the CPU's Rope then WriteKv (within a bf16
+// rounding) and against CUDA's own two ops (bit for bit): q rotated, the
+// rotated k and v in the cache slots of the step, padding rows skipped.
+TEST_CASE("cuda rope_and_write_kv equals rope then write_kv") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  CpuBackend cpu_backend;
+  auto cuda = MakeCuda();
+  std::mt19937 rng(6);
+  const int max_positions = 300, block_size = 16, layers = 2, layer = 1;
+  int num_blocks = 0;
+  const auto tables = BlockTables(kMixedStep, block_size, &num_blocks, rng);
+  BatchLayout layout = Layout(kMixedStep, tables, block_size, false, 100, rng);
+  layout.slot_mapping[3] = kPaddingSlot;  // a padding row writes nothing
+  const int n = layout.num_tokens();
+  for (int head_dim : {64, 128}) {
+    for (int rotary_dim : {head_dim, head_dim / 2}) {
+      for (bool interleaved : {false, true}) {
+        INFO("head_dim " << head_dim << " rotary " << rotary_dim << " interleaved " << interleaved);
+        const int half = rotary_dim / 2, q_heads = 8, k_heads = 2, kv_width = k_heads * head_dim;
+        std::vector<float> cos(max_positions * half), sin(max_positions * half);
+        for (int p = 0; p < max_positions; ++p) {
+          for (int i = 0; i < half; ++i) {
+            const float angle = p * std::pow(10000.0f, -2.0f * i / rotary_dim);
+            cos[p * half + i] = std::cos(angle);
+            sin[p * half + i] = std::sin(angle);
+          }
+        }
+        const std::vector<float> q = RandomBf16Values(n * q_heads * head_dim, rng);
+        const std::vector<float> k = RandomBf16Values(n * kv_width, rng);
+        const std::vector<float> v = RandomBf16Values(n * kv_width, rng);
+        // [0]: cpu, two ops; [1]: cuda, two ops; [2]: cuda, fused.
+        std::vector<float> q_out[3], k_cache[3], v_cache[3];
+        for (int run = 0; run < 3; ++run) {
+          Backend& backend = run == 0 ? static_cast<Backend&>(cpu_backend) : *cuda;
+          Side s(backend);
+          auto batch = backend.UploadBatch(layout);
+          REQUIRE(batch.ok());
+          RopeTable rope{s.Vector(cos).as<float>(), s.Vector(sin).as<float>(), max_positions,
+                         rotary_dim, interleaved};
+          KvCacheSpec spec{layers, num_blocks, block_size, k_heads, head_dim, s.act()};
+          auto cache = backend.AllocateKvCache(spec);
+          REQUIRE(cache.ok());
+          const size_t bytes = spec.bytes_per_block_per_layer() * num_blocks;
+          // Poison the caches: slots the step does not write must stay so.
+          const std::vector<uint8_t> poison(bytes, 0xff);
+          REQUIRE(backend.CopyToDevice((*cache)->k(layer), poison.data(), bytes).ok());
+          REQUIRE(backend.CopyToDevice((*cache)->v(layer), poison.data(), bytes).ok());
+          Tensor tq = s.MakeAct(q, n, q_heads * head_dim), tk = s.MakeAct(k, n, kv_width);
+          Tensor tv = s.MakeAct(v, n, kv_width);
+          if (run == 2) {
+            REQUIRE(
+                backend.RopeAndWriteKv(*batch, rope, head_dim, tq, tk, tv, **cache, layer).ok());
+          } else {
+            REQUIRE(backend.Rope(*batch, rope, head_dim, tq, tk).ok());
+            REQUIRE(backend.WriteKv(*batch, tk, tv, **cache, layer).ok());
+          }
+          q_out[run] = s.Read(tq);
+          k_cache[run] = s.ReadRaw((*cache)->k(layer), bytes, spec.dtype);
+          v_cache[run] = s.ReadRaw((*cache)->v(layer), bytes, spec.dtype);
+        }
+        CheckClose(q_out[1], q_out[0], kBf16Output);
+        REQUIRE(k_cache[1].size() == k_cache[2].size());
+        for (size_t i = 0; i < q_out[1].size(); ++i) REQUIRE(q_out[2][i] == q_out[1][i]);
+        for (size_t i = 0; i < k_cache[1].size(); ++i) {
+          // Bitwise, NaN poison included.
+          REQUIRE(std::memcmp(&k_cache[2][i], &k_cache[1][i], sizeof(float)) == 0);
+          REQUIRE(std::memcmp(&v_cache[2][i], &v_cache[1][i], sizeof(float)) == 0);
+        }
+        // Every slot the step wrote holds the cpu's values within a rounding.
+        for (int t = 0; t < n; ++t) {
+          const int64_t slot = layout.slot_mapping[t];
+          if (slot < 0) continue;
+          for (int e = 0; e < kv_width; ++e) {
+            const size_t at = static_cast<size_t>(slot) * kv_width + e;
+            CHECK(k_cache[2][at] == Approx(k_cache[0][at]).margin(2e-2).epsilon(1e-2));
+            CHECK(v_cache[2][at] == v_cache[0][at]);  // bf16-exact inputs
+          }
+        }
       }
     }
   }
@@ -536,8 +620,8 @@ TEST_CASE("cuda argmax equals the plain scan on vocabulary rows with ties and Na
   ALIGNSERVE_REQUIRE_CUDA();
   auto cuda = MakeCuda();
   std::mt19937 rng(12);
-  for (const int64_t cols : {int64_t{1}, int64_t{33}, int64_t{1025}, int64_t{49152},
-                             int64_t{128256}, int64_t{152064}}) {
+  for (const int64_t cols :
+       {int64_t{1}, int64_t{33}, int64_t{1025}, int64_t{49152}, int64_t{128256}, int64_t{152064}}) {
     const int64_t rows = cols > 100000 ? 7 : 19;
     const std::vector<float> x = testing::HardArgmaxRows(rows, cols, rng);
     auto logits_buffer = cuda->Allocate(x.size() * sizeof(float));

@@ -37,29 +37,58 @@ Loaded LoadTiny() {
   return l;
 }
 
-// Runs the requests together through one engine; returns each one's ids.
-std::map<int64_t, std::vector<int32_t>> RunTogether(
-    Loaded& l, const std::map<int64_t, std::vector<int32_t>>& prompts,
-    const std::map<int64_t, SamplingParams>& params) {
+// What one choice generated: its ids and, when asked, their logprobs.
+struct Generated {
+  std::vector<int32_t> ids;
+  std::vector<PositionLogprobs> logprobs;
+};
+using ChoiceKey = std::pair<int64_t, int>;  // request id, choice index
+
+// Runs the requests together through one engine; returns each choice's
+// output. device_sampling: EngineConfig::device_sampling.
+std::map<ChoiceKey, Generated> RunChoices(Loaded& l,
+                                          const std::map<int64_t, std::vector<int32_t>>& prompts,
+                                          const std::map<int64_t, SamplingParams>& params,
+                                          bool device_sampling = true) {
   EngineConfig config;
   config.scheduler.num_blocks = 256;
   config.scheduler.max_model_len = 256;
   config.scheduler.max_num_batched_tokens = 64;  // chunked prefill beside decodes
+  config.device_sampling = device_sampling;
   auto engine = LlmEngine::Create(*l.model->model, l.model->text, config);
   REQUIRE(engine.ok());
   for (const auto& [id, prompt] : prompts) {
     REQUIRE((*engine)->AddRequest(id, prompt, params.at(id)).ok());
   }
-  std::map<int64_t, std::vector<int32_t>> out;
+  std::map<ChoiceKey, Generated> out;
   while ((*engine)->HasUnfinished()) {
     auto step = (*engine)->Step();
     REQUIRE(step.ok());
     for (const RequestOutput& o : *step) {
-      out[o.request_id].insert(out[o.request_id].end(), o.new_token_ids.begin(),
-                               o.new_token_ids.end());
+      Generated& g = out[{o.request_id, o.index}];
+      g.ids.insert(g.ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+      g.logprobs.insert(g.logprobs.end(), o.logprobs.begin(), o.logprobs.end());
     }
   }
   return out;
+}
+
+// Choice 0's ids of each request.
+std::map<int64_t, std::vector<int32_t>> RunTogether(
+    Loaded& l, const std::map<int64_t, std::vector<int32_t>>& prompts,
+    const std::map<int64_t, SamplingParams>& params, bool device_sampling = true) {
+  std::map<int64_t, std::vector<int32_t>> out;
+  for (auto& [key, g] : RunChoices(l, prompts, params, device_sampling)) {
+    if (key.second == 0) out[key.first] = std::move(g.ids);
+  }
+  return out;
+}
+
+std::vector<int32_t> RandomPrompt(std::mt19937& rng, int length) {
+  std::uniform_int_distribution<int32_t> token(3, 319);
+  std::vector<int32_t> prompt(length);
+  for (int32_t& t : prompt) t = token(rng);
+  return prompt;
 }
 
 SamplingParams Greedy(int max_tokens) {
@@ -94,14 +123,102 @@ TEST_CASE("greedy requests batched on CUDA generate what each generates alone") 
 TEST_CASE("the device argmax picks the host sampler's greedy token") {
   ALIGNSERVE_REQUIRE_CUDA();
   Loaded l = LoadTiny();
-  // Request 1 asks for logprobs, so its rows go to the host sampler;
-  // request 2 is plain greedy, sampled by the device's argmax.
+  // Request 1 asks for logprobs, so (device sampling off) its rows go to the
+  // host sampler; request 2 is plain greedy, sampled by the device's argmax.
   const std::vector<int32_t> prompt = {11, 31, 239, 199, 14, 180, 53};
   SamplingParams host = Greedy(24);
   host.logprobs = 2;
-  const auto out = RunTogether(l, {{1, prompt}, {2, prompt}}, {{1, host}, {2, Greedy(24)}});
+  const auto out = RunTogether(l, {{1, prompt}, {2, prompt}}, {{1, host}, {2, Greedy(24)}},
+                               /*device_sampling=*/false);
   CHECK(out.at(1).size() == 24);
   CHECK(out.at(1) == out.at(2));
+}
+
+// Untruncated sampling walks the tokens in id order on both sides with the
+// same Philox uniform, so the device's draws are the host's token for token
+// (rounding could move a draw that lands within ~1e-7 of a boundary; none
+// does here), and its logprobs are the host's.
+TEST_CASE("seeded sampling drawn on the device equals the host's draws, logprobs too") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  Loaded l = LoadTiny();
+  std::mt19937 rng(31);
+  std::map<int64_t, std::vector<int32_t>> prompts;
+  std::map<int64_t, SamplingParams> params;
+  for (int64_t id = 0; id < 10; ++id) {
+    prompts[id] = RandomPrompt(rng, 5 + 9 * static_cast<int>(id));
+    SamplingParams& p = params[id];
+    p.temperature = 0.6f + 0.1f * static_cast<float>(id);
+    p.seed = 1000 + static_cast<uint64_t>(id);
+    p.max_tokens = 24;
+    p.ignore_eos = true;
+    if (id % 3 == 0) p.logprobs = static_cast<int>(id % 5);
+    if (id == 4) p.n = 3;                      // three draws from one row at the fork step
+    if (id == 5) p.repetition_penalty = 1.3f;  // adjustments on the device
+    if (id == 6) {
+      p.logit_bias = {{7, 5.0f}, {100, -100.0f}};
+      p.frequency_penalty = 0.5f;
+      p.presence_penalty = 0.25f;
+    }
+    if (id == 7) {
+      p.min_tokens = 10;
+      p.stop_token_ids = {prompts[id][0], prompts[id][1]};
+    }
+  }
+  const auto device = RunChoices(l, prompts, params, true);
+  const auto host = RunChoices(l, prompts, params, false);
+  REQUIRE(device.size() == host.size());
+  REQUIRE(device.size() == 12);  // 9 requests of one choice, one of three
+  for (const auto& [key, h] : host) {
+    INFO("request " << key.first << " choice " << key.second);
+    const Generated& d = device.at(key);
+    if (key.first != 7) CHECK(h.ids.size() == 24);  // 7 may stop at a stop id after 10
+    CHECK(d.ids == h.ids);
+    REQUIRE(d.logprobs.size() == h.logprobs.size());
+    for (size_t i = 0; i < h.logprobs.size(); ++i) {
+      CHECK(d.logprobs[i].logprob == Approx(h.logprobs[i].logprob).margin(1e-4));
+      CHECK(d.logprobs[i].rank == h.logprobs[i].rank);
+      REQUIRE(d.logprobs[i].top.size() == h.logprobs[i].top.size());
+      for (size_t j = 0; j < h.logprobs[i].top.size(); ++j) {
+        CHECK(d.logprobs[i].top[j].token == h.logprobs[i].top[j].token);
+        CHECK(d.logprobs[i].top[j].logprob == Approx(h.logprobs[i].top[j].logprob).margin(1e-4));
+      }
+    }
+  }
+  // Request 7 could not stop before min_tokens: neither stop id was drawn.
+  REQUIRE(device.at({7, 0}).ids.size() >= 10);
+  for (int i = 0; i < 10; ++i) {
+    CHECK(device.at({7, 0}).ids[i] != prompts[7][0]);
+    CHECK(device.at({7, 0}).ids[i] != prompts[7][1]);
+  }
+}
+
+// Truncated draws walk survivors in a different order than the host's, so
+// the oracle is the counter-based seed: a sequence draws the same tokens
+// whatever shares its batch, and the same again on a second run.
+TEST_CASE("truncated seeded sampling on the device: batched equals alone, runs repeat") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  Loaded l = LoadTiny();
+  std::mt19937 rng(41);
+  std::map<int64_t, std::vector<int32_t>> prompts;
+  std::map<int64_t, SamplingParams> params;
+  for (int64_t id = 0; id < 8; ++id) {
+    prompts[id] = RandomPrompt(rng, 4 + 13 * static_cast<int>(id));
+    SamplingParams& p = params[id];
+    p.temperature = 0.9f;
+    p.top_k = id % 2 == 0 ? 20 : 0;
+    p.top_p = id % 4 < 2 ? 0.9f : 0.6f;
+    p.min_p = id == 3 ? 0.05f : 0.0f;
+    p.seed = 77 + static_cast<uint64_t>(id);
+    p.max_tokens = 20;
+    p.ignore_eos = true;
+  }
+  const auto together = RunTogether(l, prompts, params);
+  CHECK(RunTogether(l, prompts, params) == together);
+  for (const auto& [id, prompt] : prompts) {
+    INFO("request " << id);
+    CHECK(together.at(id).size() == 20);
+    CHECK(RunTogether(l, {{id, prompt}}, {{id, params[id]}}).at(id) == together.at(id));
+  }
 }
 
 TEST_CASE("the KV cache is sized from the GPU's free memory after a profile step") {

@@ -1,0 +1,50 @@
+// The engine's side of device sampling (kernels/device_sampling.h): turns
+// one sequence's SamplingParams and token history into a DeviceSamplingRow
+// and its LogitAdjustments, and a DeviceSampleResult back into the
+// sampler's SampleResult. Pure host code, no CUDA: the engine builds rows
+// the same way whatever backend draws them.
+//
+// Adjustments are sparse: one entry per distinct token that step 2 of the
+// semantics touches at this step, i.e. logit_bias ids, the min_tokens mask
+// (stop_token_ids, plus the EOS ids unless ignore_eos, while fewer than
+// min_tokens tokens were generated), prompt and output tokens when
+// repetition_penalty != 1, and output tokens (with their counts) when a
+// presence or frequency penalty is set. Entries are sorted by token.
+// ApplyLogitAdjustments states step 2 on the host, operation for operation
+// as BatchSampler applies it (engine/logits_processors.h).
+// Thread-safety: pure functions over their arguments.
+#ifndef ALIGNSERVE_ENGINE_DEVICE_SAMPLING_ROWS_H_
+#define ALIGNSERVE_ENGINE_DEVICE_SAMPLING_ROWS_H_
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "engine/sampling_params.h"
+#include "kernels/device_sampling.h"
+
+namespace alignserve {
+
+// Appends the row that draws `output.size()`-th token of a sequence from
+// logits row `logits_row`, with its adjustments appended to *adjustments
+// (the row's adjust_begin indexes that vector). Token ids in the params,
+// prompt and output must lie in the vocabulary (the backend rejects others).
+void AppendDeviceSamplingRow(const SamplingParams& params, std::span<const int32_t> prompt,
+                             std::span<const int32_t> output, std::span<const int32_t> eos_ids,
+                             uint64_t seed, int32_t logits_row,
+                             std::vector<DeviceSamplingRow>* rows,
+                             std::vector<LogitAdjustment>* adjustments);
+
+// The sampler's result for a device draw; logprobs are filled only when
+// wanted (as SampleOne leaves them untouched otherwise).
+void ToSampleResult(const DeviceSampleResult& drawn, bool want_logprobs, SampleResult* out);
+
+// Step 2 on a host copy of the row: for each adjustment of `row`, in the
+// documented order, exactly BatchSampler's float arithmetic.
+void ApplyLogitAdjustments(const DeviceSamplingRow& row,
+                           std::span<const LogitAdjustment> adjustments, std::span<float> logits);
+
+}  // namespace alignserve
+
+#endif  // ALIGNSERVE_ENGINE_DEVICE_SAMPLING_ROWS_H_
