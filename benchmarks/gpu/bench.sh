@@ -89,11 +89,6 @@ timed single_stream_eager 150 "${AS[@]}" --num-requests 1 --prompt-len 128 --out
 EAGER_ITL=$(field single_stream_eager "inter-token latency" | awk '{print $6}')
 row single_stream_eager "$([[ $RC == 0 && -n "$EAGER_ITL" ]] && echo INFO || echo FAIL)" "$SECS" \
   "--enforce-eager: p50 ITL ${EAGER_ITL:-?} ms (graphs: ${ITL:-?} ms)"
-ALIGNSERVE_CUDA_ATTENTION=decode_v1 timed single_stream_v1 150 "${AS[@]}" --num-requests 1 \
-  --prompt-len 128 --output-len 256
-V1_ITL=$(field single_stream_v1 "inter-token latency" | awk '{print $6}')
-row single_stream_v1 "$([[ $RC == 0 && -n "$V1_ITL" ]] && echo INFO || echo FAIL)" "$SECS" \
-  "decode_v1 attention: p50 ITL ${V1_ITL:-?} ms (pipelined: ${ITL:-?} ms)"
 ALIGNSERVE_CUDA_GEMV=1 timed single_stream_gemv 150 "${AS[@]}" --num-requests 1 \
   --prompt-len 128 --output-len 256
 GEMV_ITL=$(field single_stream_gemv "inter-token latency" | awk '{print $6}')
@@ -140,11 +135,6 @@ if [[ "$SET" == full ]]; then
     --max-num-batched-tokens 8192
   row decode256 "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
     "256 x (1000 + 100): $(field decode256 "inter-token latency" | awk '{print "ITL p50", $6, "ms"}'); $(field decode256 throughput)"
-  # The same with the first split-K decode kernel, side by side.
-  ALIGNSERVE_CUDA_ATTENTION=decode_v1 timed decode256_v1 200 "${AS[@]}" --num-requests 256 \
-    --prompt-len 1000 --output-len 100 --max-num-batched-tokens 8192
-  row decode256_v1 "$([[ $RC == 0 ]] && echo INFO || echo FAIL)" "$SECS" \
-    "decode_v1 kernel: $(field decode256_v1 "inter-token latency" | awk '{print "ITL p50", $6, "ms"}'); $(field decode256_v1 throughput)"
 fi
 
 exit 0

@@ -73,12 +73,6 @@ if grep -qx cuda_backend_test "$BUNDLE/gpu_tests.txt"; then
     "$BUNDLE/run" cuda_backend_test "cuda matmul*"
 fi
 
-# The attention cases again through the first split-K decode kernel.
-if grep -qx cuda_backend_test "$BUNDLE/gpu_tests.txt"; then
-  run_step cuda_backend_test_decode_v1 "$STEP_SECONDS" env ALIGNSERVE_CUDA_ATTENTION=decode_v1 \
-    "$BUNDLE/run" cuda_backend_test "cuda paged attention*"
-fi
-
 SANITIZER="$(command -v compute-sanitizer || true)"
 [[ -z "$SANITIZER" && -x /usr/local/cuda/bin/compute-sanitizer ]] && SANITIZER=/usr/local/cuda/bin/compute-sanitizer
 if [[ -n "$SANITIZER" ]] && grep -qx cuda_backend_test "$BUNDLE/gpu_tests.txt"; then

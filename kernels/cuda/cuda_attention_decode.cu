@@ -12,21 +12,17 @@
 // the block writes the output, otherwise it writes (m, l, acc) to a
 // workspace that MergeSplitsKernel combines.
 //
-// Two kernels walk the tiles:
-//  - DecodePipelinedKernel (default). Warp w takes 16-key tiles w, w + 4,
-//    ...; it streams each tile's K and V rows into its own shared-memory
-//    stage with cp.async (16-byte copies, two rows per warp instruction, so
-//    coalesced), two stages deep, so the next tile's bytes are in flight
-//    while this one computes and no registers hold them. 16-byte chunks of
-//    a row are XOR-swizzled by key, so the 8 lanes of a quarter warp that
-//    read 8 keys' rows at one offset hit 8 different bank groups. Lanes l
-//    and l + 16 score key l % 16 over half of the dims each (one shuffle
-//    joins them); the online softmax reduces over 16 lanes; for P V each
-//    lane owns D/32 dims and takes each key's probability by shuffle.
-//  - DecodeAttentionKernel (ALIGNSERVE_CUDA_ATTENTION=decode_v1). Warp w
-//    takes 32-key tiles; lane l loads key l's whole K row into registers
-//    (every 16-byte load issued before the first use), then every lane
-//    loads its D/32 dims of 16 V rows at once.
+// Warp w takes 16-key tiles w, w + 4, ... of the split; it streams each
+// tile's K and V rows into its own shared-memory stage with cp.async
+// (16-byte copies, two rows per warp instruction, so coalesced), two stages
+// deep, so the next tile's bytes are in flight while this one computes and
+// no registers hold them (a first kernel that loaded K rows and V slices
+// into registers was 1.24x slower on a 256-sequence step: RESULTS.md).
+// 16-byte chunks of a row are XOR-swizzled by key, so the 8 lanes of a
+// quarter warp that read 8 keys' rows at one offset hit 8 different bank
+// groups. Lanes l and l + 16 score key l % 16 over half of the dims each
+// (one shuffle joins them); the online softmax reduces over 16 lanes; for
+// P V each lane owns D/32 dims and takes each key's probability by shuffle.
 //
 // G is a template parameter (1, 2, 4 or 8; a group of 3 runs as 4 with the
 // extra heads idle), so registers hold only the group's accumulators.
@@ -42,24 +38,12 @@ namespace alignserve::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kKeys = 32;
 constexpr int kMaxGroup = 8;
+constexpr int kTileKeys = 16;  // keys per warp tile
+constexpr int kStages = 2;     // cp.async stages per warp
 // A split covers at least one tile per warp: shorter splits leave warps idle
 // and cost a merge for nothing.
-constexpr int kMinSplitKeys = kWarps * kKeys;
-// The pipelined kernel's tiles and stages.
-constexpr int kTileKeys = 16;
-constexpr int kStages = 2;
-constexpr int kPipeMinSplitKeys = kWarps * kTileKeys;
-
-template <int D, int G>
-struct DecodeSmem {
-  float q[G][D];              // pre-scaled
-  float p[kWarps][G][kKeys];  // a tile's probabilities, per warp
-  float acc[kWarps][G][D];    // warp partials for the merge
-  float m[kWarps][G];
-  float l[kWarps][G];
-};
+constexpr int kMinSplitKeys = kWarps * kTileKeys;
 
 // Partial result of one split: m, l, then D accumulated values, per head.
 __device__ __forceinline__ float* PartialOf(float* workspace, int seq, int head, int split,
@@ -68,11 +52,11 @@ __device__ __forceinline__ float* PartialOf(float* workspace, int seq, int head,
          ((static_cast<int64_t>(seq) * num_heads + head) * num_splits + split) * (d + 2);
 }
 
-// Keys per split for a sequence of n_ctx keys: a multiple of `tile`, at
-// least `min_keys`, so that num_splits splits cover it.
-__device__ __forceinline__ int SplitLen(int n_ctx, int num_splits, int tile, int min_keys) {
+// Keys per split for a sequence of n_ctx keys: a multiple of a tile, at
+// least kMinSplitKeys, so that num_splits splits cover it.
+__device__ __forceinline__ int SplitLen(int n_ctx, int num_splits) {
   const int per_split = (n_ctx + num_splits - 1) / num_splits;
-  return max(min_keys, (per_split + tile - 1) / tile * tile);
+  return max(kMinSplitKeys, (per_split + kTileKeys - 1) / kTileKeys * kTileKeys);
 }
 
 // The element offset of a key's K/V row in the cache (-1: a block id
@@ -85,175 +69,8 @@ __device__ __forceinline__ int64_t CacheRowOffset(const AttentionArgs& a, const 
   return (slot * a.num_kv_heads + kv_head) * d;
 }
 
-// Scores of this lane's key (its K row at k_off; -1: masked) against the G
-// pre-scaled queries.
 template <int D, int G>
-__device__ __forceinline__ void ScoreKey(const bf16* k_cache, int64_t k_off, const float (&q)[G][D],
-                                         int group, float (&s)[G]) {
-#pragma unroll
-  for (int g = 0; g < G; ++g) s[g] = 0.0f;
-  if (k_off < 0) return;
-  // Two round trips of D/16 16-byte loads each: all of the row at once
-  // would take 64 registers for D = 128 and spill.
-  constexpr int kPieces = D / 16;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    uint4 raw[kPieces];
-#pragma unroll
-    for (int c = 0; c < kPieces; ++c) {
-      raw[c] = *reinterpret_cast<const uint4*>(k_cache + k_off + 8 * (half * kPieces + c));
-    }
-#pragma unroll
-    for (int c = 0; c < kPieces; ++c) {
-      const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw[c]);
-      const int base = 8 * (half * kPieces + c);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float2 f = __bfloat1622float2(pairs[i]);
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-          if (g < group)
-            s[g] = fmaf(q[g][base + 2 * i + 1], f.y, fmaf(q[g][base + 2 * i], f.x, s[g]));
-        }
-      }
-    }
-  }
-}
-
-template <int D, int G, typename T>
-__global__ void __launch_bounds__(kWarps * 32, 4)
-    DecodeAttentionKernel(AttentionArgs a, int group, float* workspace) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  DecodeSmem<D, G>& sm = *reinterpret_cast<DecodeSmem<D, G>*>(smem_raw);
-  const int seq = blockIdx.x, kv_head = blockIdx.y, split = blockIdx.z;
-  const int num_splits = gridDim.z;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int row = a.batch.query_start[seq];  // the sequence's one query token
-  const int max_ctx = a.batch.max_blocks_per_seq * a.block_size;
-  const int n_ctx = min(a.batch.positions[row] + 1, max_ctx);
-  const int split_len = SplitLen(n_ctx, num_splits, kKeys, kMinSplitKeys);
-  const int k_begin = split * split_len;
-  const int k_end = min(n_ctx, k_begin + split_len);
-  const int32_t* table =
-      a.batch.block_tables + static_cast<int64_t>(seq) * a.batch.max_blocks_per_seq;
-
-  const T* q = static_cast<const T*>(a.q);
-  for (int i = threadIdx.x; i < G * D; i += kWarps * 32) {
-    const int g = i / D, d = i % D;
-    sm.q[g][d] =
-        g < group
-            ? ToF32(q[(static_cast<int64_t>(row) * a.num_heads + kv_head * group + g) * D + d]) *
-                  a.scale
-            : 0.0f;
-  }
-  __syncthreads();
-
-  constexpr int kDims = D / 32;
-  float m[G], l[G], acc[G][kDims];
-#pragma unroll
-  for (int g = 0; g < G; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0.0f;
-#pragma unroll
-    for (int d = 0; d < kDims; ++d) acc[g][d] = 0.0f;
-  }
-  const bf16* k_cache = static_cast<const bf16*>(a.k_cache);
-  const bf16* v_cache = static_cast<const bf16*>(a.v_cache);
-  auto row_offset = [&](int j) { return CacheRowOffset(a, table, j, kv_head, D); };
-
-  for (int k0 = k_begin + warp * kKeys; k0 < k_end; k0 += kWarps * kKeys) {
-    const int j = k0 + lane;
-    const int64_t k_off = j < k_end ? row_offset(j) : -1;
-    float s[G];
-    ScoreKey<D, G>(k_cache, k_off, sm.q, group, s);
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-      if (g >= group) continue;  // uniform across the warp
-      float correction;
-      const float p = WarpOnlineSoftmax(k_off >= 0 ? s[g] : -INFINITY, m[g], l[g], &correction);
-#pragma unroll
-      for (int d = 0; d < kDims; ++d) acc[g][d] *= correction;
-      sm.p[warp][g][lane] = p;
-    }
-    __syncwarp();
-    // Lane l's dims [l * kDims, ...) of the V rows, 16 keys per round trip
-    // (all 16 loads issued before the first use); a masked key (its
-    // probability is 0) reads nothing and adds zeros.
-    constexpr int kBatch = 16;
-#pragma unroll
-    for (int key0 = 0; key0 < kKeys; key0 += kBatch) {
-      float v[kBatch][kDims];
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        const int64_t v_off = __shfl_sync(~0u, k_off, key0 + u);
-#pragma unroll
-        for (int d = 0; d < kDims; d += 2) {
-          float2 f = make_float2(0.0f, 0.0f);
-          if (v_off >= 0) {
-            f = __bfloat1622float2(
-                *reinterpret_cast<const __nv_bfloat162*>(v_cache + v_off + lane * kDims + d));
-          }
-          v[u][d] = f.x;
-          v[u][d + 1] = f.y;
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-          if (g >= group) continue;
-          const float p = sm.p[warp][g][key0 + u];
-#pragma unroll
-          for (int d = 0; d < kDims; ++d) acc[g][d] = fmaf(p, v[u][d], acc[g][d]);
-        }
-      }
-    }
-    __syncwarp();
-  }
-
-  // Merge the warps: each publishes (m, l, acc); then thread t combines
-  // dims of every head.
-#pragma unroll
-  for (int g = 0; g < G; ++g) {
-    if (lane == 0) {
-      sm.m[warp][g] = m[g];
-      sm.l[warp][g] = l[g];
-    }
-#pragma unroll
-    for (int d = 0; d < kDims; ++d) sm.acc[warp][g][lane * kDims + d] = acc[g][d];
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < group * D; i += kWarps * 32) {
-    const int g = i / D, d = i % D;
-    float m_all = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) m_all = fmaxf(m_all, sm.m[w][g]);
-    float l_all = 0.0f, o = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      // A warp that saw no key has m = -inf and contributes nothing.
-      const float weight = sm.m[w][g] == -INFINITY ? 0.0f : expf(sm.m[w][g] - m_all);
-      l_all += sm.l[w][g] * weight;
-      o += sm.acc[w][g][d] * weight;
-    }
-    const int head = kv_head * group + g;
-    if (num_splits == 1) {
-      T* out = static_cast<T*>(a.out);
-      out[(static_cast<int64_t>(row) * a.num_heads + head) * D + d] =
-          FromF32<T>(l_all > 0.0f ? o / l_all : 0.0f);
-    } else {
-      float* part = PartialOf(workspace, seq, head, split, a.num_heads, num_splits, D);
-      if (d == 0) {
-        part[0] = m_all;
-        part[1] = l_all;
-      }
-      part[2 + d] = o;
-    }
-  }
-}
-
-template <int D, int G>
-struct PipeSmem {
+struct DecodeSmem {
   // Per warp and stage, a tile's K rows then its V rows, [kTileKeys][D]
   // bf16 each, 16-byte chunks swizzled (SwizzledChunk). After the loop the
   // same bytes hold the warps' partials for the merge.
@@ -278,16 +95,16 @@ __device__ __forceinline__ int SwizzledChunk(int key, int c) {
 
 template <int D, int G, typename T>
 __global__ void __launch_bounds__(kWarps * 32, 3)
-    DecodePipelinedKernel(AttentionArgs a, int group, float* workspace) {
+    DecodeAttentionKernel(AttentionArgs a, int group, float* workspace) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  PipeSmem<D, G>& sm = *reinterpret_cast<PipeSmem<D, G>*>(smem_raw);
+  DecodeSmem<D, G>& sm = *reinterpret_cast<DecodeSmem<D, G>*>(smem_raw);
   const int seq = blockIdx.x, kv_head = blockIdx.y, split = blockIdx.z;
   const int num_splits = gridDim.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int row = a.batch.query_start[seq];  // the sequence's one query token
   const int max_ctx = a.batch.max_blocks_per_seq * a.block_size;
   const int n_ctx = min(a.batch.positions[row] + 1, max_ctx);
-  const int split_len = SplitLen(n_ctx, num_splits, kTileKeys, kPipeMinSplitKeys);
+  const int split_len = SplitLen(n_ctx, num_splits);
   const int k_begin = split * split_len;
   const int k_end = min(n_ctx, k_begin + split_len);
   const int32_t* table =
@@ -527,17 +344,12 @@ cudaError_t LaunchDecodeFor(const AttentionArgs& args, const DecodeSplit& split,
                             cudaStream_t stream) {
   const int group = args.num_heads / args.num_kv_heads;
   const dim3 grid(args.batch.num_seqs, args.num_kv_heads, split.num_splits);
-  auto launch = [&](auto kernel, size_t smem) {
-    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(smem));
-    if (e != cudaSuccess) return e;
-    kernel<<<grid, kWarps * 32, smem, stream>>>(args, group, workspace);
-    return cudaSuccess;
-  };
-  const cudaError_t e = split.pipelined
-                            ? launch(DecodePipelinedKernel<D, G, T>, sizeof(PipeSmem<D, G>))
-                            : launch(DecodeAttentionKernel<D, G, T>, sizeof(DecodeSmem<D, G>));
+  const size_t smem = sizeof(DecodeSmem<D, G>);
+  const cudaError_t e =
+      cudaFuncSetAttribute(DecodeAttentionKernel<D, G, T>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (e != cudaSuccess) return e;
+  DecodeAttentionKernel<D, G, T><<<grid, kWarps * 32, smem, stream>>>(args, group, workspace);
   if (split.num_splits > 1) {
     const dim3 merge_grid(args.batch.num_seqs, args.num_heads);
     MergeSplitsKernel<T><<<merge_grid, D, 0, stream>>>(args, split.num_splits, workspace);
@@ -578,17 +390,15 @@ bool DecodeAttentionSupports(const AttentionArgs& args) {
 }
 
 DecodeSplit PlanDecodeSplit(int num_seqs, int num_kv_heads, int max_context_len,
-                            int multiprocessors, bool pipelined) {
+                            int multiprocessors) {
   // Enough blocks for two per multiprocessor, but no more splits than the
   // longest possible context fills with a tile per warp each. Shorter
   // sequences leave their trailing splits empty (the merge skips them).
-  const int min_keys = pipelined ? kPipeMinSplitKeys : kMinSplitKeys;
   const int64_t blocks = std::max<int64_t>(1, static_cast<int64_t>(num_seqs) * num_kv_heads);
   const int64_t wanted = (2 * static_cast<int64_t>(multiprocessors) + blocks - 1) / blocks;
-  const int by_len = (std::max(max_context_len, 1) + min_keys - 1) / min_keys;
+  const int by_len = (std::max(max_context_len, 1) + kMinSplitKeys - 1) / kMinSplitKeys;
   DecodeSplit split;
   split.num_splits = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, by_len)));
-  split.pipelined = pipelined;
   return split;
 }
 

@@ -105,7 +105,6 @@ absl::Status CudaBackend::Init() {
       cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device_));
   if (const char* mode = std::getenv("ALIGNSERVE_CUDA_ATTENTION")) {
     attention_kernels_ = std::string_view(mode) != "phase1";
-    decode_pipelined_ = std::string_view(mode) != "decode_v1";
   }
   return absl::OkStatus();
 }

@@ -116,9 +116,6 @@ class CudaBackend final : public Backend {
   // Attention: the tiled / split-K kernels (false: phase 1 everywhere, set
   // by ALIGNSERVE_CUDA_ATTENTION=phase1 for side-by-side measurements).
   bool attention_kernels_ = true;
-  // Decode steps: the cp.async-pipelined split-K kernel (false: the first
-  // split-K kernel, ALIGNSERVE_CUDA_ATTENTION=decode_v1, for comparisons).
-  bool decode_pipelined_ = true;
   int multiprocessors_ = 1;
   std::unique_ptr<cuda::GrowingDeviceBuffer> attention_workspace_;  // split-K partials
   std::unique_ptr<cuda::GrowingDeviceBuffer> sampling_workspace_;   // SampleRows' rows and scratch

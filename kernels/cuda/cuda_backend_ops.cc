@@ -250,9 +250,9 @@ absl::Status CudaBackend::PagedAttention(const DeviceBatch& batch, const Tensor&
   } else if (attention_kernels_ && cuda::DecodeAttentionSupports(args)) {
     // Planned from the shape (the block tables' width), not the step's
     // contexts, so that a captured graph keeps a valid launch.
-    const cuda::DecodeSplit split = cuda::PlanDecodeSplit(
-        batch.num_seqs, spec.num_kv_heads, batch.max_blocks_per_seq * spec.block_size,
-        multiprocessors_, decode_pipelined_);
+    const cuda::DecodeSplit split =
+        cuda::PlanDecodeSplit(batch.num_seqs, spec.num_kv_heads,
+                              batch.max_blocks_per_seq * spec.block_size, multiprocessors_);
     void* workspace = nullptr;
     if (const size_t bytes = cuda::DecodeWorkspaceBytes(args, split); bytes > 0) {
       ASSIGN_OR_RETURN(workspace, attention_workspace_->Reserve(bytes, stream_));

@@ -128,16 +128,14 @@ bool TiledAttentionSupports(const AttentionArgs& args);
 // each block sizes its split from its sequence's context on the device, so
 // one launch configuration (and a CUDA graph of it) serves every step of
 // that shape.
-// Two kernels: the pipelined one (default: each warp streams 16-key K/V
-// tiles into shared memory with cp.async, two stages deep) and the first
-// one (lanes load K rows and V slices into registers), kept for comparison.
+// Each warp streams 16-key K/V tiles into shared memory with cp.async, two
+// stages deep.
 struct DecodeSplit {
   int num_splits = 1;
-  bool pipelined = true;
 };
 bool DecodeAttentionSupports(const AttentionArgs& args);
 DecodeSplit PlanDecodeSplit(int num_seqs, int num_kv_heads, int max_context_len,
-                            int multiprocessors, bool pipelined = true);
+                            int multiprocessors);
 size_t DecodeWorkspaceBytes(const AttentionArgs& args, const DecodeSplit& split);
 cudaError_t LaunchDecodePagedAttention(const AttentionArgs& args, DType q_type,
                                        const DecodeSplit& split, float* workspace,

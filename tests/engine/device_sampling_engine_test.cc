@@ -18,11 +18,16 @@
 #include "engine/llm_engine.h"
 #include "engine/logprobs.h"
 #include "engine/sampler.h"
+#include "tests/engine/engine_choices.h"
 #include "tests/engine/shared_default_model.h"
 
 namespace alignserve {
 namespace {
 
+using testing::CheckSameLogprobs;
+using testing::ChoiceKey;
+using testing::ChoiceOutput;
+using testing::RunToCompletion;
 using testing::SharedModel;
 
 // Forwards to the real model; draws ForwardOptions::device_rows on the host.
@@ -102,15 +107,8 @@ class HostDrawModel final : public Model {
   int64_t num_device_rows_ = 0;
 };
 
-struct Generated {
-  std::vector<int32_t> ids;
-  std::vector<PositionLogprobs> logprobs;
-  FinishReason reason = FinishReason::kNone;
-};
-
-std::map<std::pair<int64_t, int>, Generated> Run(Model& model,
-                                                 const std::map<int64_t, SamplingParams>& params,
-                                                 bool device_sampling) {
+std::map<ChoiceKey, ChoiceOutput> Run(Model& model, const std::map<int64_t, SamplingParams>& params,
+                                      bool device_sampling) {
   const LoadedModel& loaded = *SharedModel().loaded;
   EngineConfig config;
   config.scheduler.num_blocks = 256;
@@ -126,18 +124,7 @@ std::map<std::pair<int64_t, int>, Generated> Run(Model& model,
     }
     REQUIRE((*engine)->AddRequest(id, prompt, p).ok());
   }
-  std::map<std::pair<int64_t, int>, Generated> out;
-  while ((*engine)->HasUnfinished()) {
-    auto step = (*engine)->Step();
-    REQUIRE(step.ok());
-    for (const RequestOutput& o : *step) {
-      Generated& g = out[{o.request_id, o.index}];
-      g.ids.insert(g.ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-      g.logprobs.insert(g.logprobs.end(), o.logprobs.begin(), o.logprobs.end());
-      if (o.finish_reason != FinishReason::kNone) g.reason = o.finish_reason;
-    }
-  }
-  return out;
+  return RunToCompletion(**engine);
 }
 
 TEST_CASE("requests drawn through the device path generate what host sampling generates") {
@@ -179,19 +166,10 @@ TEST_CASE("requests drawn through the device path generate what host sampling ge
   REQUIRE(host.size() == 13);  // 10 requests of one choice, one of three
   for (const auto& [key, h] : host) {
     INFO("request " << key.first << " choice " << key.second);
-    const Generated& d = device.at(key);
+    const ChoiceOutput& d = device.at(key);
     CHECK(d.ids == h.ids);
     CHECK(d.reason == h.reason);
-    REQUIRE(d.logprobs.size() == h.logprobs.size());
-    for (size_t i = 0; i < h.logprobs.size(); ++i) {
-      CHECK(d.logprobs[i].logprob == h.logprobs[i].logprob);
-      CHECK(d.logprobs[i].rank == h.logprobs[i].rank);
-      REQUIRE(d.logprobs[i].top.size() == h.logprobs[i].top.size());
-      for (size_t j = 0; j < h.logprobs[i].top.size(); ++j) {
-        CHECK(d.logprobs[i].top[j].token == h.logprobs[i].top[j].token);
-        CHECK(d.logprobs[i].top[j].logprob == h.logprobs[i].top[j].logprob);
-      }
-    }
+    CheckSameLogprobs(d.logprobs, h.logprobs, 0.0);
   }
   // min_tokens: request 8 drew no stop id among its first 8 tokens.
   REQUIRE(device.at({8, 0}).ids.size() >= 8);

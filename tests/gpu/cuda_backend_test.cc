@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <numeric>
+#include <utility>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "tests/gpu/gpu_test_util.h"
@@ -74,6 +75,21 @@ BatchLayout Layout(std::span<const SeqSpec> seqs, const std::vector<std::vector<
   }
   layout.Finish();
   return layout;
+}
+
+// The cos and sin tables [max_positions, rotary_dim / 2] of plain RoPE
+// (base 10000).
+std::pair<std::vector<float>, std::vector<float>> RopeCosSin(int max_positions, int rotary_dim) {
+  const int half = rotary_dim / 2;
+  std::vector<float> cos(max_positions * half), sin(max_positions * half);
+  for (int p = 0; p < max_positions; ++p) {
+    for (int i = 0; i < half; ++i) {
+      const float angle = p * std::pow(10000.0f, -2.0f * i / rotary_dim);
+      cos[p * half + i] = std::cos(angle);
+      sin[p * half + i] = std::sin(angle);
+    }
+  }
+  return {cos, sin};
 }
 
 TEST_CASE("creating a CUDA backend without a device is Unavailable, not a crash") {
@@ -243,15 +259,8 @@ TEST_CASE("cuda rope rotates q and k like the cpu, both conventions") {
       for (bool interleaved : {false, true}) {
         INFO("head_dim " << head_dim << " rotary " << rotary_dim << " interleaved " << interleaved);
         Side cpu(cpu_backend), gpu(*cuda);
-        const int half = rotary_dim / 2, q_heads = 8, k_heads = 2;
-        std::vector<float> cos(max_positions * half), sin(max_positions * half);
-        for (int p = 0; p < max_positions; ++p) {
-          for (int i = 0; i < half; ++i) {
-            const float angle = p * std::pow(10000.0f, -2.0f * i / rotary_dim);
-            cos[p * half + i] = std::cos(angle);
-            sin[p * half + i] = std::sin(angle);
-          }
-        }
+        const int q_heads = 8, k_heads = 2;
+        const auto [cos, sin] = RopeCosSin(max_positions, rotary_dim);
         const std::vector<float> q = RandomBf16Values(n * q_heads * head_dim, rng);
         const std::vector<float> k = RandomBf16Values(n * k_heads * head_dim, rng);
         std::vector<float> results[2][2];
@@ -291,15 +300,8 @@ TEST_CASE("cuda rope_and_write_kv equals rope then write_kv") {
     for (int rotary_dim : {head_dim, head_dim / 2}) {
       for (bool interleaved : {false, true}) {
         INFO("head_dim " << head_dim << " rotary " << rotary_dim << " interleaved " << interleaved);
-        const int half = rotary_dim / 2, q_heads = 8, k_heads = 2, kv_width = k_heads * head_dim;
-        std::vector<float> cos(max_positions * half), sin(max_positions * half);
-        for (int p = 0; p < max_positions; ++p) {
-          for (int i = 0; i < half; ++i) {
-            const float angle = p * std::pow(10000.0f, -2.0f * i / rotary_dim);
-            cos[p * half + i] = std::cos(angle);
-            sin[p * half + i] = std::sin(angle);
-          }
-        }
+        const int q_heads = 8, k_heads = 2, kv_width = k_heads * head_dim;
+        const auto [cos, sin] = RopeCosSin(max_positions, rotary_dim);
         const std::vector<float> q = RandomBf16Values(n * q_heads * head_dim, rng);
         const std::vector<float> k = RandomBf16Values(n * kv_width, rng);
         const std::vector<float> v = RandomBf16Values(n * kv_width, rng);

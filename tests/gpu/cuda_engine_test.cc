@@ -13,11 +13,17 @@
 #include "engine/llm_engine.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "models/model_loader.h"
+#include "tests/engine/engine_choices.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/test_paths.h"
 
 namespace alignserve {
 namespace {
+
+using testing::CheckSameLogprobs;
+using testing::ChoiceKey;
+using testing::ChoiceOutput;
+using testing::RunToCompletion;
 
 struct Loaded {
   std::unique_ptr<CudaBackend> backend;
@@ -37,19 +43,12 @@ Loaded LoadTiny() {
   return l;
 }
 
-// What one choice generated: its ids and, when asked, their logprobs.
-struct Generated {
-  std::vector<int32_t> ids;
-  std::vector<PositionLogprobs> logprobs;
-};
-using ChoiceKey = std::pair<int64_t, int>;  // request id, choice index
-
 // Runs the requests together through one engine; returns each choice's
 // output. device_sampling: EngineConfig::device_sampling.
-std::map<ChoiceKey, Generated> RunChoices(Loaded& l,
-                                          const std::map<int64_t, std::vector<int32_t>>& prompts,
-                                          const std::map<int64_t, SamplingParams>& params,
-                                          bool device_sampling = true) {
+std::map<ChoiceKey, ChoiceOutput> RunChoices(Loaded& l,
+                                             const std::map<int64_t, std::vector<int32_t>>& prompts,
+                                             const std::map<int64_t, SamplingParams>& params,
+                                             bool device_sampling = true) {
   EngineConfig config;
   config.scheduler.num_blocks = 256;
   config.scheduler.max_model_len = 256;
@@ -60,17 +59,7 @@ std::map<ChoiceKey, Generated> RunChoices(Loaded& l,
   for (const auto& [id, prompt] : prompts) {
     REQUIRE((*engine)->AddRequest(id, prompt, params.at(id)).ok());
   }
-  std::map<ChoiceKey, Generated> out;
-  while ((*engine)->HasUnfinished()) {
-    auto step = (*engine)->Step();
-    REQUIRE(step.ok());
-    for (const RequestOutput& o : *step) {
-      Generated& g = out[{o.request_id, o.index}];
-      g.ids.insert(g.ids.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-      g.logprobs.insert(g.logprobs.end(), o.logprobs.begin(), o.logprobs.end());
-    }
-  }
-  return out;
+  return RunToCompletion(**engine);
 }
 
 // Choice 0's ids of each request.
@@ -170,19 +159,10 @@ TEST_CASE("seeded sampling drawn on the device equals the host's draws, logprobs
   REQUIRE(device.size() == 12);  // 9 requests of one choice, one of three
   for (const auto& [key, h] : host) {
     INFO("request " << key.first << " choice " << key.second);
-    const Generated& d = device.at(key);
+    const ChoiceOutput& d = device.at(key);
     if (key.first != 7) CHECK(h.ids.size() == 24);  // 7 may stop at a stop id after 10
     CHECK(d.ids == h.ids);
-    REQUIRE(d.logprobs.size() == h.logprobs.size());
-    for (size_t i = 0; i < h.logprobs.size(); ++i) {
-      CHECK(d.logprobs[i].logprob == Approx(h.logprobs[i].logprob).margin(1e-4));
-      CHECK(d.logprobs[i].rank == h.logprobs[i].rank);
-      REQUIRE(d.logprobs[i].top.size() == h.logprobs[i].top.size());
-      for (size_t j = 0; j < h.logprobs[i].top.size(); ++j) {
-        CHECK(d.logprobs[i].top[j].token == h.logprobs[i].top[j].token);
-        CHECK(d.logprobs[i].top[j].logprob == Approx(h.logprobs[i].top[j].logprob).margin(1e-4));
-      }
-    }
+    CheckSameLogprobs(d.logprobs, h.logprobs, 1e-4);
   }
   // Request 7 could not stop before min_tokens: neither stop id was drawn.
   REQUIRE(device.at({7, 0}).ids.size() >= 10);

@@ -253,6 +253,21 @@ bool Near(float got, float want) {
   return (std::isnan(got) && std::isnan(want)) || got == want || std::fabs(got - want) <= 1e-4f;
 }
 
+// The device's logprobs of a result against ComputePositionLogprobs of the
+// raw row for the token it drew.
+void CheckLogprobs(const Table& table, const Case& c, const DeviceSampleResult& got) {
+  PositionLogprobs want;
+  ComputePositionLogprobs(table.Row(c.logits_row), got.token, *c.params.logprobs, &want);
+  CHECK(Near(got.logprob, want.logprob));
+  CHECK(got.rank == want.rank);
+  REQUIRE(got.num_top == static_cast<int>(want.top.size()));
+  for (int j = 0; j < got.num_top; ++j) {
+    INFO("entry " << j);
+    CHECK(got.top_tokens[j] == want.top[j].token);
+    CHECK(Near(got.top_logprobs[j], want.top[j].logprob));
+  }
+}
+
 TEST_CASE("device logprobs equal ComputePositionLogprobs of the raw row") {
   ALIGNSERVE_REQUIRE_CUDA();
   auto cuda = MakeCuda();
@@ -282,16 +297,7 @@ TEST_CASE("device logprobs equal ComputePositionLogprobs of the raw row") {
       INFO("vocab " << vocab << " row " << c.logits_row << " n " << *c.params.logprobs << " T "
                     << c.params.temperature);
       if (c.params.temperature == 0.0f) CHECK(got[i].token == RunHost(sampler, table, c).token);
-      PositionLogprobs want;
-      ComputePositionLogprobs(table.Row(c.logits_row), got[i].token, *c.params.logprobs, &want);
-      CHECK(Near(got[i].logprob, want.logprob));
-      CHECK(got[i].rank == want.rank);
-      REQUIRE(got[i].num_top == static_cast<int>(want.top.size()));
-      for (int j = 0; j < got[i].num_top; ++j) {
-        INFO("entry " << j);
-        CHECK(got[i].top_tokens[j] == want.top[j].token);
-        CHECK(Near(got[i].top_logprobs[j], want.top[j].logprob));
-      }
+      CheckLogprobs(table, c, got[i]);
     }
   }
 }
@@ -550,15 +556,7 @@ TEST_CASE("one small batch takes every path of the kernel", "[paths]") {
       CHECK(KeptSet(sampler, table, c).count(got[i].token) == 1);
     }
     if (c.params.logprobs) {
-      PositionLogprobs want;
-      ComputePositionLogprobs(table.Row(c.logits_row), got[i].token, *c.params.logprobs, &want);
-      CHECK(Near(got[i].logprob, want.logprob));
-      CHECK(got[i].rank == want.rank);
-      REQUIRE(got[i].num_top == static_cast<int>(want.top.size()));
-      for (int j = 0; j < got[i].num_top; ++j) {
-        CHECK(got[i].top_tokens[j] == want.top[j].token);
-        CHECK(Near(got[i].top_logprobs[j], want.top[j].logprob));
-      }
+      CheckLogprobs(table, c, got[i]);
     }
   }
 }
