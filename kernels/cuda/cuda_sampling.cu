@@ -11,25 +11,15 @@
 
 #include "kernels/cuda/cuda_device_utils.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/cuda_sampling_primitives.cuh"
 
 namespace alignserve::cuda {
 namespace {
 
 constexpr int kThreads = 1024;
 
-struct Best {
-  float value;
-  int32_t column;
-};
-
-// The better of two candidates: larger value, then lower column. A column
-// of -1 is "none yet".
-__device__ __forceinline__ Best Better(Best a, Best b) {
-  if (b.column < 0) return a;
-  if (a.column < 0) return b;
-  if (b.value > a.value || (b.value == a.value && b.column < a.column)) return b;
-  return a;
-}
+using sampling::Best;
+using sampling::Better;  // larger value, then lower id; id -1 is "none yet"
 
 __global__ void __launch_bounds__(kThreads)
     ArgMaxKernel(const float* logits, int64_t cols, int32_t* ids) {
@@ -39,13 +29,13 @@ __global__ void __launch_bounds__(kThreads)
     const float v = row[c];
     // The first column seen (even -inf) is a candidate; later ones must be
     // strictly larger. NaN fails both tests.
-    if (v > best.value || (best.column < 0 && v == best.value)) {
+    if (v > best.value || (best.id < 0 && v == best.value)) {
       best = {v, static_cast<int32_t>(c)};
     }
   }
   for (int offset = 16; offset > 0; offset /= 2) {
     Best other{__shfl_down_sync(0xffffffffu, best.value, offset),
-               __shfl_down_sync(0xffffffffu, best.column, offset)};
+               __shfl_down_sync(0xffffffffu, best.id, offset)};
     best = Better(best, other);
   }
   __shared__ Best warp_best[kThreads / 32];
@@ -56,10 +46,10 @@ __global__ void __launch_bounds__(kThreads)
   best = lane < kThreads / 32 ? warp_best[lane] : Best{-INFINITY, -1};
   for (int offset = 16; offset > 0; offset /= 2) {
     Best other{__shfl_down_sync(0xffffffffu, best.value, offset),
-               __shfl_down_sync(0xffffffffu, best.column, offset)};
+               __shfl_down_sync(0xffffffffu, best.id, offset)};
     best = Better(best, other);
   }
-  if (lane == 0) ids[blockIdx.x] = best.column < 0 ? 0 : best.column;
+  if (lane == 0) ids[blockIdx.x] = best.id < 0 ? 0 : best.id;
 }
 
 }  // namespace
