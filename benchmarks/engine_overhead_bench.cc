@@ -7,7 +7,8 @@
 //   engine_overhead_bench [--seqs 1,64,256] [--prompt-len 1000]
 //                         [--steps 200] [--warmup 20] [--vocab 128256]
 //                         [--tokenizer none|default|PATH]
-//                         [--sampling both|greedy|temperature] [--no-streams]
+//                         [--sampling both|all|greedy|temperature|device|
+//                                     device-penalties] [--no-streams]
 //
 // The model is a stand-in (NullModel): its forward pass returns, for each
 // logits row, an argmax that is a fixed function of the row's input token
@@ -17,8 +18,14 @@
 // would for real. Each run admits --seqs requests of --prompt-len random
 // tokens, prefills them, runs --warmup decode steps, then times --steps
 // decode steps of all sequences, for greedy requests (the device argmax
-// path) and for temperature 0.8 (the host sampling path). Prints mean and
-// p50 / p90 host microseconds per step and mean per sequence-step.
+// path) and for temperature 0.8 (the host sampling path); `device` draws
+// temperature 0.8 rows through the device-sampling path (the stand-in
+// answers each DeviceSamplingRow with its argmax, so what is timed is the
+// engine building the rows and folding the results back), and
+// `device-penalties` adds repetition, presence and frequency penalties (a
+// sparse adjustment per distinct prompt and output token, every step).
+// Prints mean and p50 / p90 host microseconds per step and mean per
+// sequence-step.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -80,6 +87,8 @@ class NullModel final : public Model {
 
   const ModelConfig& config() const override { return config_; }
   Backend& backend() override { return backend_; }
+  bool SupportsDeviceSampling() override { return device_sampling_; }
+  void set_device_sampling(bool on) { device_sampling_ = on; }
   int max_model_len() const override { return config_.max_position_embeddings; }
   KvCacheSpec KvSpec(int num_blocks, int block_size) override {
     KvCacheSpec spec;
@@ -111,6 +120,11 @@ class NullModel final : public Model {
     for (size_t r = 0; r < rows; ++r) {
       if (out.has_logits[r]) std::memcpy(&out.logits[r * vocab], row_.data(), vocab * 4);
     }
+    out.sampled.resize(options.device_rows.size());
+    for (size_t i = 0; i < options.device_rows.size(); ++i) {
+      out.sampled[i] = DeviceSampleResult{};
+      out.sampled[i].token = out.argmax[options.device_rows[i].logits_row];
+    }
     out.hidden.clear();
     return absl::OkStatus();
   }
@@ -120,7 +134,25 @@ class NullModel final : public Model {
   CpuBackend backend_;
   std::vector<float> row_;
   int32_t token_range_;
+  bool device_sampling_ = false;
 };
+
+// The request kinds a run times (--sampling).
+enum class Mode { kGreedy, kTemperature, kDevice, kDevicePenalties };
+
+const char* ModeName(Mode m) {
+  switch (m) {
+    case Mode::kGreedy:
+      return "greedy";
+    case Mode::kTemperature:
+      return "temp";
+    case Mode::kDevice:
+      return "device";
+    case Mode::kDevicePenalties:
+      return "dev+pen";
+  }
+  return "?";
+}
 
 // N(0, 2) plus a few dozen boosted tokens in the generated range (an LLM's
 // next-token row puts most of its mass on tens of tokens); stop tokens get
@@ -182,7 +214,8 @@ void Drain(std::vector<std::unique_ptr<RequestStream>>& streams) {
 }
 
 // One configuration; returns false on an engine error.
-bool RunOne(Model& model, const ModelText& text, const Flags& f, int num_seqs, bool greedy) {
+bool RunOne(NullModel& model, const ModelText& text, const Flags& f, int num_seqs, Mode mode) {
+  model.set_device_sampling(mode == Mode::kDevice || mode == Mode::kDevicePenalties);
   const int total_steps = f.warmup + f.steps;
   EngineConfig config;
   config.scheduler.max_num_seqs = num_seqs;
@@ -199,8 +232,13 @@ bool RunOne(Model& model, const ModelText& text, const Flags& f, int num_seqs, b
     return false;
   }
   SamplingParams params;
-  params.temperature = greedy ? 0.0f : 0.8f;
+  params.temperature = mode == Mode::kGreedy ? 0.0f : 0.8f;
   params.max_tokens = max_tokens;
+  if (mode == Mode::kDevicePenalties) {
+    params.repetition_penalty = 1.1f;
+    params.presence_penalty = 0.1f;
+    params.frequency_penalty = 0.2f;
+  }
   std::mt19937 rng(7);
   std::uniform_int_distribution<int32_t> pick(kFirstToken, kFirstToken + 30000);
   std::vector<std::unique_ptr<RequestStream>> streams;
@@ -236,7 +274,7 @@ bool RunOne(Model& model, const ModelText& text, const Flags& f, int num_seqs, b
   std::printf(
       "%-6s seqs %4d  step mean %9.1f us  p50 %9.1f  p90 %9.1f  max %9.1f  "
       "per seq-step %7.2f us\n",
-      greedy ? "greedy" : "temp", num_seqs, fig.mean_us, fig.p50_us, fig.p90_us, fig.max_us,
+      ModeName(mode), num_seqs, fig.mean_us, fig.p50_us, fig.p90_us, fig.max_us,
       fig.mean_us / num_seqs);
   std::fflush(stdout);
   return true;
@@ -279,10 +317,20 @@ int Run(const Flags& f) {
       "engine_overhead_bench: vocab %d, prompt %d, %d timed decode steps after %d, "
       "tokenizer %s, streams %s\n",
       f.vocab, f.prompt_len, f.steps, f.warmup, f.tokenizer.c_str(), f.no_streams ? "off" : "on");
-  for (bool greedy : {true, false}) {
-    if (f.sampling != "both" && (f.sampling == "greedy") != greedy) continue;
+  std::vector<Mode> modes;
+  if (f.sampling == "both" || f.sampling == "all" || f.sampling == "greedy") {
+    modes.push_back(Mode::kGreedy);
+  }
+  if (f.sampling == "both" || f.sampling == "all" || f.sampling == "temperature") {
+    modes.push_back(Mode::kTemperature);
+  }
+  if (f.sampling == "all" || f.sampling == "device") modes.push_back(Mode::kDevice);
+  if (f.sampling == "all" || f.sampling == "device-penalties") {
+    modes.push_back(Mode::kDevicePenalties);
+  }
+  for (Mode mode : modes) {
     for (int n : seq_counts) {
-      if (!RunOne(model, text, f, n, greedy)) return 1;
+      if (!RunOne(model, text, f, n, mode)) return 1;
     }
   }
   return 0;
@@ -302,20 +350,23 @@ int main(int argc, char** argv) {
   args.AddInt("vocab", &f.vocab, "vocabulary size (length of a logits row)");
   args.AddString("tokenizer", &f.tokenizer,
                  "none (token ids only), 'default' or a .gguf whose tokenizer detokenizes");
-  args.AddString("sampling", &f.sampling, "both, greedy or temperature");
+  args.AddString("sampling", &f.sampling,
+                 "both (greedy and temperature), all, greedy, temperature, device or "
+                 "device-penalties");
   args.AddBool("no-streams", &f.no_streams, "do not push outputs into request streams");
   absl::Status s = args.Parse(argc, argv, 1);
   if (args.help_requested()) {
     std::fputs(args.Help().c_str(), stdout);
     return 0;
   }
-  const bool sampling_ok =
-      f.sampling == "both" || f.sampling == "greedy" || f.sampling == "temperature";
+  const bool sampling_ok = f.sampling == "both" || f.sampling == "all" || f.sampling == "greedy" ||
+                           f.sampling == "temperature" || f.sampling == "device" ||
+                           f.sampling == "device-penalties";
   if (!s.ok() || f.prompt_len <= 0 || f.steps <= 0 || f.warmup < 0 || f.vocab < 1000 ||
       !sampling_ok) {
     std::fprintf(stderr, "engine_overhead_bench: %s\n",
                  s.ok() ? "prompt-len and steps must be positive, vocab >= 1000, sampling "
-                          "both, greedy or temperature"
+                          "both, all, greedy, temperature, device or device-penalties"
                         : std::string(s.message()).c_str());
     return 2;
   }

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "engine/sampler.h"
@@ -26,15 +27,42 @@
 
 namespace alignserve {
 
+// One sequence's token history in the sorted form its penalty adjustments
+// need, kept across steps so that a step costs a linear merge instead of a
+// sort of the whole prompt: the prompt's distinct tokens once, the output's
+// (token, count) pairs updated with each new token.
+// Thread-safety: one thread (the engine's).
+class PenaltyHistory {
+ public:
+  // Brings the history up to `output`, which should extend the output seen
+  // last time with `prompt` unchanged (as a sequence's does); anything else
+  // is noticed (the seen tokens are kept and compared, a memcmp) and
+  // rebuilds it.
+  void Sync(std::span<const int32_t> prompt, std::span<const int32_t> output);
+  std::span<const int32_t> prompt_distinct() const { return prompt_distinct_; }  // sorted
+  // Sorted by token.
+  std::span<const std::pair<int32_t, int32_t>> output_counts() const { return output_counts_; }
+
+ private:
+  bool synced_ = false;
+  std::vector<int32_t> prompt_;  // as last synced
+  std::vector<int32_t> output_;  // the output counted so far
+  std::vector<int32_t> prompt_distinct_;
+  std::vector<std::pair<int32_t, int32_t>> output_counts_;
+};
+
 // Appends the row that draws `output.size()`-th token of a sequence from
 // logits row `logits_row`, with its adjustments appended to *adjustments
 // (the row's adjust_begin indexes that vector). Token ids in the params,
 // prompt and output must lie in the vocabulary (the backend rejects others).
+// `history`, when given, must be synced to (prompt, output); it spares the
+// sort of the history the penalties read (the result is the same).
 void AppendDeviceSamplingRow(const SamplingParams& params, std::span<const int32_t> prompt,
                              std::span<const int32_t> output, std::span<const int32_t> eos_ids,
                              uint64_t seed, int32_t logits_row,
                              std::vector<DeviceSamplingRow>* rows,
-                             std::vector<LogitAdjustment>* adjustments);
+                             std::vector<LogitAdjustment>* adjustments,
+                             const PenaltyHistory* history = nullptr);
 
 // The sampler's result for a device draw; logprobs are filled only when
 // wanted (as SampleOne leaves them untouched otherwise).

@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "engine/device_sampling_rows.h"
 #include "kernels/status_macros.h"
 
 namespace alignserve {
@@ -212,7 +211,7 @@ void LlmEngine::PlanLogitsRows(const StepPlan& plan) {
     bool host = true;
     int first = -1;
     if (seq != nullptr) {
-      const SeqState& state = StateFor(*seq);
+      SeqState& state = StateFor(*seq);
       const SamplingParams& params = seq->group().params().sampling;
       // A closed choice samples nothing; a fork step draws n tokens; a
       // policy request is sampled on the host (it may read the row, force
@@ -228,12 +227,18 @@ void LlmEngine::PlanLogitsRows(const StepPlan& plan) {
         // share it.
         first = static_cast<int>(scratch_.device_rows.size());
         std::span<const int32_t> prompt(seq->token_ids().data(), seq->num_prompt_tokens());
+        const PenaltyHistory* history = nullptr;
+        if (params.repetition_penalty != 1.0f || params.presence_penalty != 0.0f ||
+            params.frequency_penalty != 0.0f) {
+          state.penalty_history.Sync(prompt, seq->output_token_ids());
+          history = &state.penalty_history;
+        }
         const int draws = state.fork_pending ? ExpandCount(state, *seq) : 1;
         for (int i = 0; i < draws; ++i) {
           AppendDeviceSamplingRow(params, prompt, seq->output_token_ids(), sampler_.eos_token_ids(),
                                   state.seed + static_cast<uint64_t>(i),
                                   static_cast<int32_t>(rows.size()), &scratch_.device_rows,
-                                  &scratch_.device_adjustments);
+                                  &scratch_.device_adjustments, history);
         }
       }
     }

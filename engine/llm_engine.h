@@ -62,6 +62,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/decoding_policy.h"
+#include "engine/device_sampling_rows.h"
 #include "engine/model_runner.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
@@ -247,6 +248,8 @@ class LlmEngine {
     bool prompt_logprobs_sent = false;
     PolicyEntry* entry = nullptr;            // the request's policy; null: plain
     std::unique_ptr<PolicySeqState> policy;  // set iff entry
+    // Device sampling with penalties: the sorted history, kept across steps.
+    PenaltyHistory penalty_history;
   };
   // A live policy request: its policy, spec and per-step hook scratch
   // (cleared each step, kept allocated).

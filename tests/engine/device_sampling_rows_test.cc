@@ -81,6 +81,48 @@ TEST_CASE("a device row carries the params and one sorted entry per distinct tok
   }
 }
 
+// A PenaltyHistory synced step by step over a growing output gives the
+// adjustments a full sort gives, entry for entry, for every mix of
+// penalties, bias and mask; a history that stops being a prefix is rebuilt.
+TEST_CASE("adjustments from a kept penalty history equal the sorted ones at every step") {
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int32_t> token(0, 60);
+  for (int trial = 0; trial < 24; ++trial) {
+    SamplingParams p;
+    p.temperature = 0.7f;
+    p.repetition_penalty = trial % 3 == 0 ? 1.0f : 1.2f;
+    p.frequency_penalty = trial % 2 == 0 ? 0.3f : 0.0f;
+    p.presence_penalty = trial % 4 == 1 ? 0.2f : 0.0f;
+    if (trial % 5 == 0) p.logit_bias = {{token(rng), 1.5f}, {token(rng), -2.0f}};
+    p.min_tokens = trial % 6;
+    p.stop_token_ids = {token(rng)};
+    std::vector<int32_t> prompt(1 + trial * 3);
+    for (int32_t& t : prompt) t = token(rng);
+    std::vector<int32_t> output;
+    PenaltyHistory history;
+    for (int step = 0; step < 40; ++step) {
+      INFO("trial " << trial << " step " << step);
+      history.Sync(prompt, output);
+      std::vector<DeviceSamplingRow> plain_rows, kept_rows;
+      std::vector<LogitAdjustment> plain, kept;
+      AppendDeviceSamplingRow(p, prompt, output, kEos, 5, 0, &plain_rows, &plain);
+      AppendDeviceSamplingRow(p, prompt, output, kEos, 5, 0, &kept_rows, &kept, &history);
+      REQUIRE(kept_rows[0].adjust_count == plain_rows[0].adjust_count);
+      REQUIRE(kept.size() == plain.size());
+      for (size_t i = 0; i < plain.size(); ++i) {
+        CHECK(kept[i].token == plain[i].token);
+        CHECK(kept[i].bias == plain[i].bias);
+        CHECK(kept[i].output_count == plain[i].output_count);
+        CHECK(kept[i].masked == plain[i].masked);
+        CHECK(kept[i].repeated == plain[i].repeated);
+      }
+      output.push_back(token(rng));
+      if (step == 25) output.back() = output.front() + 1;  // not a prefix of the last...
+      if (step == 26) output.erase(output.begin());        // ...history: rebuilt
+    }
+  }
+}
+
 // BatchSampler's adjustment of a row (sampler.cc, Adjust) spelled out.
 std::vector<float> HostAdjusted(std::span<const float> raw, const SamplingParams& p,
                                 std::span<const int32_t> prompt, std::span<const int32_t> output) {
