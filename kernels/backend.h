@@ -203,7 +203,8 @@ class Backend {
   // logits f32 [rows, vocab]; results[i] answers rows[i]. Synchronous: the
   // results are on the host when it returns. Only backends whose logits live
   // off the host implement it (the CPU samples on the host anyway).
-  virtual bool SupportsDeviceSampling() const { return false; }
+  // True when SampleRows takes rows of `vocab_size` logits.
+  virtual bool SupportsDeviceSampling(int64_t vocab_size) const { return false; }
   virtual absl::Status SampleRows(const Tensor& logits, std::span<const DeviceSamplingRow> rows,
                                   std::span<const LogitAdjustment> adjustments,
                                   std::span<DeviceSampleResult> results);

@@ -33,7 +33,7 @@ struct ForwardOptions {
   // Per logits row: 1 if the host needs the whole row. Empty: every row.
   std::span<const uint8_t> host_logits_rows;
   // Draws to make on the device (Backend::SampleRows), only where the
-  // backend SupportsDeviceSampling; their results land in ForwardOutput::sampled.
+  // model SupportsDeviceSampling; their results land in ForwardOutput::sampled.
   std::span<const DeviceSamplingRow> device_rows;
   std::span<const LogitAdjustment> device_adjustments;
 };
@@ -72,8 +72,10 @@ class Model {
   // without graphs ignore it.
   virtual void SetDecodeGraphs(int max_batch) {}
   // Whether Forward honours ForwardOptions::device_rows (the backend's
-  // Backend::SupportsDeviceSampling).
-  virtual bool SupportsDeviceSampling() { return backend().SupportsDeviceSampling(); }
+  // Backend::SupportsDeviceSampling for rows of config().logits_size()).
+  virtual bool SupportsDeviceSampling() {
+    return backend().SupportsDeviceSampling(config().logits_size());
+  }
   // Every row's logits on the host.
   absl::Status Forward(const BatchLayout& layout, KvCache& cache, bool want_hidden,
                        ForwardOutput& out) {

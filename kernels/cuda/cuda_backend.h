@@ -82,7 +82,8 @@ class CudaBackend final : public Backend {
   absl::Status CopyBlocks(std::span<const BlockCopy> copies, KvCache& cache) override;
   absl::Status ArgMax(const Tensor& logits, Tensor& ids) override;
   // cuda_sample_rows.cu: one block per row; only results cross to the host.
-  bool SupportsDeviceSampling() const override { return true; }
+  // Vocabularies up to 2^19 (a per-row bitmap in shared memory).
+  bool SupportsDeviceSampling(int64_t vocab_size) const override;
   absl::Status SampleRows(const Tensor& logits, std::span<const DeviceSamplingRow> rows,
                           std::span<const LogitAdjustment> adjustments,
                           std::span<DeviceSampleResult> results) override;

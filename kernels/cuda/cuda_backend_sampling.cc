@@ -107,6 +107,10 @@ size_t AlignUp(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 }  // namespace
 
+bool CudaBackend::SupportsDeviceSampling(int64_t vocab_size) const {
+  return vocab_size >= 1 && vocab_size <= cuda::kMaxSampleRowsVocab;
+}
+
 absl::Status CudaBackend::SampleRows(const Tensor& logits, std::span<const DeviceSamplingRow> rows,
                                      std::span<const LogitAdjustment> adjustments,
                                      std::span<DeviceSampleResult> results) {
