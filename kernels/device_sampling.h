@@ -14,10 +14,14 @@
 //      output_count + presence * (output_count > 0);
 //   3. temperature < kDeviceGreedyEpsilon: the argmax of the adjusted row
 //      (lowest id on ties, NaN never wins);
-//   4. otherwise weights exp((x - max) / temperature); top-k keeps every
-//      logit >= the k-th largest (ties survive); top-p then keeps, in order
-//      of logit descending then id ascending, each token whose preceding
-//      mass is < top_p * the kept total; min-p then drops weights < min_p
+//   4. otherwise weights exp((x - max) * (1 / temperature)), rounded as the
+//      host's untruncated path rounds them (its top-k and min-p paths divide
+//      by the temperature, so a boundary there can differ by a rounding);
+//      weights below 2^-40 of the top one count as no mass for top-p; top-k
+//      keeps every logit >= the k-th largest (ties survive); top-p then
+//      keeps, in order of logit descending then id ascending, each token
+//      whose preceding mass is < top_p * the kept total; min-p then drops
+//      weights < min_p
 //      (the top token has weight 1); the draw takes u = PhiloxUniform(seed,
 //      step) (kernels/philox.h) and returns the first surviving token in id
 //      order whose cumulative weight exceeds u * the survivors' total. A
