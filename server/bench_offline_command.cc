@@ -243,7 +243,10 @@ absl::Status CheckFlags(const BenchFlags& f) {
   RETURN_IF_ERROR(RequirePositive("prompt-len", f.prompt_len));
   RETURN_IF_ERROR(RequirePositive("output-len", f.output_len));
   if (f.warmup < 0) return absl::InvalidArgumentError("--warmup must be >= 0");
-  RETURN_IF_ERROR(BenchParams(f, 1).Validate(std::numeric_limits<int>::max()));
+  if (absl::Status s = BenchParams(f, 1).Validate(std::numeric_limits<int>::max()); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--temperature / --top-p / --top-k: ", s.message()));
+  }
   return CheckEngineFlags(f.engine);
 }
 
