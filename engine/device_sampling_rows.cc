@@ -41,7 +41,7 @@ Iter MergeByToken(Iter first, Iter end) {
 
 void AppendDeviceSamplingRow(const SamplingParams& params, std::span<const int32_t> prompt,
                              std::span<const int32_t> output, std::span<const int32_t> eos_ids,
-                             uint64_t seed, int32_t logits_row,
+                             int32_t vocab_size, uint64_t seed, int32_t logits_row,
                              std::vector<DeviceSamplingRow>* rows,
                              std::vector<LogitAdjustment>* adjustments,
                              const PenaltyHistory* history) {
@@ -102,6 +102,9 @@ void AppendDeviceSamplingRow(const SamplingParams& params, std::span<const int32
     end =
         FoldByToken(adjustments->begin() + static_cast<std::ptrdiff_t>(begin), adjustments->end());
   }
+  end = std::remove_if(
+      adjustments->begin() + static_cast<std::ptrdiff_t>(begin), end,
+      [vocab_size](const LogitAdjustment& a) { return a.token < 0 || a.token >= vocab_size; });
   adjustments->erase(end, adjustments->end());
 
   DeviceSamplingRow row;

@@ -53,13 +53,14 @@ class PenaltyHistory {
 
 // Appends the row that draws `output.size()`-th token of a sequence from
 // logits row `logits_row`, with its adjustments appended to *adjustments
-// (the row's adjust_begin indexes that vector). Token ids in the params,
-// prompt and output must lie in the vocabulary (the backend rejects others).
+// (the row's adjust_begin indexes that vector). Tokens outside [0,
+// vocab_size) get no entry, as the host sampler ignores them (a sequence
+// classifier's rows are num_labels wide, narrower than its vocabulary).
 // `history`, when given, must be synced to (prompt, output); it spares the
 // sort of the history the penalties read (the result is the same).
 void AppendDeviceSamplingRow(const SamplingParams& params, std::span<const int32_t> prompt,
                              std::span<const int32_t> output, std::span<const int32_t> eos_ids,
-                             uint64_t seed, int32_t logits_row,
+                             int32_t vocab_size, uint64_t seed, int32_t logits_row,
                              std::vector<DeviceSamplingRow>* rows,
                              std::vector<LogitAdjustment>* adjustments,
                              const PenaltyHistory* history = nullptr);

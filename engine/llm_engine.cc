@@ -236,6 +236,7 @@ void LlmEngine::PlanLogitsRows(const StepPlan& plan) {
         const int draws = state.fork_pending ? ExpandCount(state, *seq) : 1;
         for (int i = 0; i < draws; ++i) {
           AppendDeviceSamplingRow(params, prompt, seq->output_token_ids(), sampler_.eos_token_ids(),
+                                  model_.config().logits_size(),
                                   state.seed + static_cast<uint64_t>(i),
                                   static_cast<int32_t>(rows.size()), &scratch_.device_rows,
                                   &scratch_.device_adjustments, history);

@@ -38,7 +38,7 @@ TEST_CASE("a device row carries the params and one sorted entry per distinct tok
   const std::vector<int32_t> output = {8, 12, 8};
   std::vector<DeviceSamplingRow> rows(1);  // one earlier row
   std::vector<LogitAdjustment> adjustments(2);
-  AppendDeviceSamplingRow(p, prompt, output, kEos, 77, 3, &rows, &adjustments);
+  AppendDeviceSamplingRow(p, prompt, output, kEos, 1000, 77, 3, &rows, &adjustments);
   REQUIRE(rows.size() == 2);
   const DeviceSamplingRow& r = rows[1];
   CHECK(r.logits_row == 3);
@@ -69,15 +69,23 @@ TEST_CASE("a device row carries the params and one sorted entry per distinct tok
   SECTION("only what changes the logits is listed") {
     SamplingParams plain;
     plain.min_tokens = 2;  // met: no mask
-    AppendDeviceSamplingRow(plain, prompt, output, kEos, 1, 0, &rows, &adjustments);
+    AppendDeviceSamplingRow(plain, prompt, output, kEos, 1000, 1, 0, &rows, &adjustments);
     CHECK(rows.back().adjust_count == 0);
     CHECK(rows.back().num_logprobs == -1);
     SamplingParams counted;
     counted.frequency_penalty = 0.1f;  // output tokens only
     counted.ignore_eos = true;
     counted.min_tokens = 10;
-    AppendDeviceSamplingRow(counted, prompt, output, kEos, 1, 0, &rows, &adjustments);
+    AppendDeviceSamplingRow(counted, prompt, output, kEos, 1000, 1, 0, &rows, &adjustments);
     CHECK(rows.back().adjust_count == 2);  // 8 and 12; EOS not masked
+  }
+  SECTION("tokens past a narrow row get no entry, as the host ignores them") {
+    // Rows 10 wide (a classifier's labels, say): of 2, 5, 7, 8, 9, 11, 12,
+    // 30 only the first five are inside.
+    AppendDeviceSamplingRow(p, prompt, output, kEos, 10, 77, 3, &rows, &adjustments);
+    const DeviceSamplingRow& narrow = rows.back();
+    REQUIRE(narrow.adjust_count == 5);
+    for (int i = 0; i < 5; ++i) CHECK(adjustments[narrow.adjust_begin + i].token == tokens[i]);
   }
 }
 
@@ -105,8 +113,8 @@ TEST_CASE("adjustments from a kept penalty history equal the sorted ones at ever
       history.Sync(prompt, output);
       std::vector<DeviceSamplingRow> plain_rows, kept_rows;
       std::vector<LogitAdjustment> plain, kept;
-      AppendDeviceSamplingRow(p, prompt, output, kEos, 5, 0, &plain_rows, &plain);
-      AppendDeviceSamplingRow(p, prompt, output, kEos, 5, 0, &kept_rows, &kept, &history);
+      AppendDeviceSamplingRow(p, prompt, output, kEos, 1000, 5, 0, &plain_rows, &plain);
+      AppendDeviceSamplingRow(p, prompt, output, kEos, 1000, 5, 0, &kept_rows, &kept, &history);
       REQUIRE(kept_rows[0].adjust_count == plain_rows[0].adjust_count);
       REQUIRE(kept.size() == plain.size());
       for (size_t i = 0; i < plain.size(); ++i) {
@@ -162,7 +170,7 @@ TEST_CASE("applying a device row's adjustments gives BatchSampler's adjusted row
     for (int32_t& t : output) t = id(rng);
     std::vector<DeviceSamplingRow> rows;
     std::vector<LogitAdjustment> adjustments;
-    AppendDeviceSamplingRow(p, prompt, output, kEos, 0, 0, &rows, &adjustments);
+    AppendDeviceSamplingRow(p, prompt, output, kEos, 1000, 0, 0, &rows, &adjustments);
     std::vector<float> device_view = raw;
     ApplyLogitAdjustments(rows[0], adjustments, device_view);
     const std::vector<float> host = HostAdjusted(raw, p, prompt, output);

@@ -147,8 +147,8 @@ std::vector<DeviceSampleResult> RunDevice(CudaBackend& cuda, const Table& table,
   std::vector<DeviceSamplingRow> rows;
   std::vector<LogitAdjustment> adjustments;
   for (const Case& c : cases) {
-    AppendDeviceSamplingRow(c.params, c.prompt, c.output, kEos, c.seed, c.logits_row, &rows,
-                            &adjustments);
+    AppendDeviceSamplingRow(c.params, c.prompt, c.output, kEos, table.vocab, c.seed, c.logits_row,
+                            &rows, &adjustments);
   }
   std::vector<DeviceSampleResult> results(rows.size());
   std::memset(static_cast<void*>(results.data()), 0x7f,
@@ -720,7 +720,7 @@ TEST_CASE("device sampling time for 256 rows of 128256 logits", "[.timing]") {
     std::vector<DeviceSamplingRow> device_rows;
     std::vector<LogitAdjustment> adjustments;
     for (const Case& c : cases) {
-      AppendDeviceSamplingRow(c.params, c.prompt, c.output, kEos, c.seed, c.logits_row,
+      AppendDeviceSamplingRow(c.params, c.prompt, c.output, kEos, table.vocab, c.seed, c.logits_row,
                               &device_rows, &adjustments);
     }
     std::vector<DeviceSampleResult> results(kRows);
