@@ -73,8 +73,9 @@ std::map<int64_t, std::vector<int32_t>> RunTogether(
   return out;
 }
 
-std::vector<int32_t> RandomPrompt(std::mt19937& rng, int length) {
-  std::uniform_int_distribution<int32_t> token(3, 319);
+// Ids in [3, vocab): the tiny Llama-3 has 320, the tiny classifier 300.
+std::vector<int32_t> RandomPrompt(std::mt19937& rng, int length, int32_t vocab = 320) {
+  std::uniform_int_distribution<int32_t> token(3, vocab - 1);
   std::vector<int32_t> prompt(length);
   for (int32_t& t : prompt) t = token(rng);
   return prompt;
@@ -223,6 +224,48 @@ TEST_CASE("the KV cache is sized from the GPU's free memory after a profile step
   // Too small a share is refused with what to change.
   auto refused = PlanKvCacheFromMemory(*l.model->model, {.max_model_len = 256}, 1e-6);
   CHECK(absl::IsResourceExhausted(refused.status()));
+}
+
+// A sequence classifier's rows are num_labels wide (3 here): the device
+// draws from them as the host does, and bias entries for ids past the row
+// are dropped on both sides rather than failing the step.
+TEST_CASE("seeded sampling from a classifier's narrow rows equals the host's on the device") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  auto backend = CudaBackend::Create(0);
+  REQUIRE(backend.ok());
+  Loaded l;
+  l.backend = std::move(*backend);
+  auto model = LoadModel(testing::SourcePath("tests/data/models/tiny_qwen2_classifier3"),
+                         *l.backend, {.max_model_len = 256, .load_text = false});
+  INFO(model.status().ToString());
+  REQUIRE(model.ok());
+  l.model = std::move(*model);
+  REQUIRE(l.model->model->config().logits_size() == 3);
+  REQUIRE(l.model->model->SupportsDeviceSampling());
+  std::mt19937 rng(51);
+  std::map<int64_t, std::vector<int32_t>> prompts;
+  std::map<int64_t, SamplingParams> params;
+  for (int64_t id = 0; id < 6; ++id) {
+    prompts[id] = RandomPrompt(rng, 3 + 5 * static_cast<int>(id), 300);
+    SamplingParams& p = params[id];
+    p.temperature = 1.0f;
+    p.seed = 90 + static_cast<uint64_t>(id);
+    p.max_tokens = 12;
+    p.ignore_eos = true;
+    if (id == 1) p.logit_bias = {{1, 3.0f}, {200, 5.0f}};  // 200: in the vocabulary, past the row
+    if (id == 2) p.repetition_penalty = 1.5f;              // prompt ids mostly past the row
+    if (id == 3) p.logprobs = 2;
+  }
+  const auto device = RunChoices(l, prompts, params, true);
+  const auto host = RunChoices(l, prompts, params, false);
+  REQUIRE(device.size() == host.size());
+  for (const auto& [key, h] : host) {
+    INFO("request " << key.first);
+    CHECK(h.ids.size() == 12);
+    CHECK(device.at(key).ids == h.ids);
+    CheckSameLogprobs(device.at(key).logprobs, h.logprobs, 1e-4);
+    for (int32_t t : h.ids) CHECK((t >= 0 && t < 3));
+  }
 }
 
 }  // namespace

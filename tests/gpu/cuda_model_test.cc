@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <random>
+#include <string>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
@@ -85,6 +86,49 @@ TEST_CASE("tiny llama3 logits on CUDA match the CPU backend at every position") 
       INFO("max abs diff " << diff);
       CHECK(diff <= kMaxLogitDiff);
       CHECK(ClearArgmaxMismatches(*got, *want, vocab) == 0);
+    }
+  }
+}
+
+// Sequence classifiers (score heads of reward models): rows of num_labels
+// scores (|score| <= ~7 here, so a bound a little wider than the logits').
+TEST_CASE("sequence classifiers on CUDA give the CPU's scores at every position") {
+  ALIGNSERVE_REQUIRE_CUDA();
+  constexpr float kMaxScoreDiff = 0.25f;
+  CpuBackend cpu;
+  auto cuda = CreateCudaBackend(0);
+  REQUIRE(cuda.ok());
+  for (const char* name : {"tiny_llama3_reward", "tiny_qwen2_classifier3"}) {
+    INFO(name);
+    const std::string path = SourcePath(std::string("tests/data/models/") + name);
+    auto cpu_model = LoadModel(path, cpu, kNoText);
+    auto gpu_model = LoadModel(path, **cuda, kNoText);
+    REQUIRE(cpu_model.ok());
+    INFO(gpu_model.status().ToString());
+    REQUIRE(gpu_model.ok());
+    Model& cm = *(*cpu_model)->model;
+    Model& gm = *(*gpu_model)->model;
+    REQUIRE(gm.config().logits_size() == cm.config().num_labels);
+    auto cpu_cache = cm.AllocateKvCache(64, 16);
+    auto gpu_cache = gm.AllocateKvCache(64, 16);
+    REQUIRE(cpu_cache.ok());
+    REQUIRE(gpu_cache.ok());
+    const nlohmann::json fixture =
+        ReadJson(SourcePath(std::string("tests/data/models/") + name + "_scores.json"));
+    for (const nlohmann::json& seq : fixture["sequences"]) {
+      const std::vector<int32_t> ids = seq["ids"].get<std::vector<int32_t>>();
+      const std::vector<int32_t> blocks =
+          ShuffledBlocks(static_cast<int>((ids.size() + 15) / 16), 64, 7);
+      auto want = AllPositionLogits(cm, **cpu_cache, ids, blocks);
+      auto got = AllPositionLogits(gm, **gpu_cache, ids, blocks);
+      REQUIRE(want.ok());
+      INFO(got.status().ToString());
+      REQUIRE(got.ok());
+      REQUIRE(got->size() == want->size());
+      REQUIRE(got->size() == ids.size() * static_cast<size_t>(cm.config().num_labels));
+      const float diff = MaxAbsDiff(got->data(), want->data(), want->size());
+      INFO(ids.size() << " tokens: max abs diff " << diff);
+      CHECK(diff <= kMaxScoreDiff);
     }
   }
 }
