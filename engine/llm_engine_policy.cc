@@ -378,7 +378,7 @@ bool LlmEngine::AbortAwaitingPolicy(int64_t request_id) {
 }
 
 // Rows follow the plan as in SampleAndCheck; only policies that asked for
-// logits see them, and only rows already on the host (HostLogitsRows).
+// logits see them, and only rows already on the host (PlanLogitsRows).
 void LlmEngine::RunLogitsHooks(const StepPlan& plan) {
   const int vocab = model_.config().logits_size();
   active_entries_.clear();
