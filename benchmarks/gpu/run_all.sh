@@ -3,7 +3,9 @@
 # scripts/gpu_bundle.sh made (carry .bundle.tar.xz): the device, every gpu-labelled
 # test, compute-sanitizer memcheck and racecheck over the CUDA backend's op
 # tests, then (unless TESTS_ONLY=1) the benchmarks of benchmarks/gpu/bench.sh
-# on a Llama-3-8B-shaped checkpoint of random bf16 weights; ends with a
+# on a Llama-3-8B-shaped checkpoint of random bf16 weights, then, with the
+# time left (PROFILE=0 skips it), the per-kernel profile of a single-stream
+# and a 256-sequence decode step (benchmarks/gpu/profile.sh); ends with a
 # summary table. Finishes within 10 minutes: each step has its own time limit
 # (STEP_SECONDS, SANITIZER_SECONDS) and the total is capped (TOTAL_SECONDS).
 #
@@ -100,6 +102,18 @@ if [[ "${TESTS_ONLY:-0}" != 1 ]]; then
   [[ -f "$LOGS/bench_summary.txt" ]] && while IFS='|' read -r n r t note; do
     record "$n" "$r" "$t" "$note"
   done < "$LOGS/bench_summary.txt"
+  # Where a decode step's device time goes, per kernel, while time is left
+  # (~60 s a shape; the checkpoint is the benchmarks' own).
+  if [[ "${PROFILE:-1}" == 1 ]] && (( $(time_left) > 150 )); then
+    PROFILE_SHAPES="single_decode decode_256" run_step profile "$(( $(time_left) - 15 ))" \
+      benchmarks/gpu/profile.sh "$LOGS/profile"
+    for shape in single_decode decode_256; do
+      table="$LOGS/profile/profile_$shape.txt"
+      # "all LAUNCHES TOTAL_MS (top: KERNEL MEAN_US SHARE)"
+      [[ -s "$table" ]] && record "profile_$shape" INFO 0 \
+        "$(tail -1 "$table" | tr -s ' ') ms (top: $(sed -n 2p "$table" | awk '{print $1, $(NF-1) " us", $NF}'))"
+    done
+  fi
 fi
 
 {
