@@ -10,6 +10,7 @@
 // model's logits and hidden tensors must be F32 on a bf16 backend).
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <memory>
 #include <random>
 #include <string>
 
@@ -51,34 +52,52 @@ int ClearArgmaxMismatches(const std::vector<float>& got, const std::vector<float
   return mismatches;
 }
 
+// One checkpoint on the CPU backend (the reference) and on CUDA, each with
+// a cache of 64 blocks of 16 tokens.
+struct ModelPair {
+  std::unique_ptr<LoadedModel> cpu, gpu;
+  std::unique_ptr<KvCache> cpu_cache, gpu_cache;
+  Model& cm() { return *cpu->model; }
+  Model& gm() { return *gpu->model; }
+};
+
+ModelPair LoadOnBoth(const std::string& path, Backend& cpu, Backend& cuda) {
+  ModelPair pair;
+  auto cpu_model = LoadModel(path, cpu, kNoText);
+  auto gpu_model = LoadModel(path, cuda, kNoText);
+  REQUIRE(cpu_model.ok());
+  INFO(gpu_model.status().ToString());
+  REQUIRE(gpu_model.ok());
+  pair.cpu = std::move(*cpu_model);
+  pair.gpu = std::move(*gpu_model);
+  auto cpu_cache = pair.cm().AllocateKvCache(64, 16);
+  auto gpu_cache = pair.gm().AllocateKvCache(64, 16);
+  REQUIRE(cpu_cache.ok());
+  REQUIRE(gpu_cache.ok());
+  pair.cpu_cache = std::move(*cpu_cache);
+  pair.gpu_cache = std::move(*gpu_cache);
+  return pair;
+}
+
 TEST_CASE("tiny llama3 logits on CUDA match the CPU backend at every position") {
   ALIGNSERVE_REQUIRE_CUDA();
   CpuBackend cpu;
   auto cuda = CreateCudaBackend(0);
   REQUIRE(cuda.ok());
-  const std::string path = SourcePath("tests/data/models/tiny_llama3");
-  auto cpu_model = LoadModel(path, cpu, kNoText);
-  auto gpu_model = LoadModel(path, **cuda, kNoText);
-  REQUIRE(cpu_model.ok());
-  INFO(gpu_model.status().ToString());
-  REQUIRE(gpu_model.ok());
-  Model& cm = *(*cpu_model)->model;
-  Model& gm = *(*gpu_model)->model;
+  ModelPair pair = LoadOnBoth(SourcePath("tests/data/models/tiny_llama3"), cpu, **cuda);
+  Model& cm = pair.cm();
+  Model& gm = pair.gm();
   const int vocab = cm.config().vocab_size;
-  auto cpu_cache = cm.AllocateKvCache(64, 16);
-  auto gpu_cache = gm.AllocateKvCache(64, 16);
-  REQUIRE(cpu_cache.ok());
-  REQUIRE(gpu_cache.ok());
   const nlohmann::json fixture = ReadJson(SourcePath("tests/data/models/tiny_llama3_logits.json"));
   for (const nlohmann::json& seq : fixture["sequences"]) {
     const std::vector<int32_t> ids = seq["ids"].get<std::vector<int32_t>>();
     const std::vector<int32_t> blocks =
         ShuffledBlocks(static_cast<int>((ids.size() + 15) / 16), 64, 5);
-    auto want = AllPositionLogits(cm, **cpu_cache, ids, blocks);
+    auto want = AllPositionLogits(cm, *pair.cpu_cache, ids, blocks);
     REQUIRE(want.ok());
     for (int chunk : {0, 5}) {
       INFO(ids.size() << " tokens, chunk " << chunk);
-      auto got = AllPositionLogits(gm, **gpu_cache, ids, blocks, chunk);
+      auto got = AllPositionLogits(gm, *pair.gpu_cache, ids, blocks, chunk);
       INFO(got.status().ToString());
       REQUIRE(got.ok());
       REQUIRE(got->size() == want->size());
@@ -100,27 +119,18 @@ TEST_CASE("sequence classifiers on CUDA give the CPU's scores at every position"
   REQUIRE(cuda.ok());
   for (const char* name : {"tiny_llama3_reward", "tiny_qwen2_classifier3"}) {
     INFO(name);
-    const std::string path = SourcePath(std::string("tests/data/models/") + name);
-    auto cpu_model = LoadModel(path, cpu, kNoText);
-    auto gpu_model = LoadModel(path, **cuda, kNoText);
-    REQUIRE(cpu_model.ok());
-    INFO(gpu_model.status().ToString());
-    REQUIRE(gpu_model.ok());
-    Model& cm = *(*cpu_model)->model;
-    Model& gm = *(*gpu_model)->model;
+    ModelPair pair = LoadOnBoth(SourcePath(std::string("tests/data/models/") + name), cpu, **cuda);
+    Model& cm = pair.cm();
+    Model& gm = pair.gm();
     REQUIRE(gm.config().logits_size() == cm.config().num_labels);
-    auto cpu_cache = cm.AllocateKvCache(64, 16);
-    auto gpu_cache = gm.AllocateKvCache(64, 16);
-    REQUIRE(cpu_cache.ok());
-    REQUIRE(gpu_cache.ok());
     const nlohmann::json fixture =
         ReadJson(SourcePath(std::string("tests/data/models/") + name + "_scores.json"));
     for (const nlohmann::json& seq : fixture["sequences"]) {
       const std::vector<int32_t> ids = seq["ids"].get<std::vector<int32_t>>();
       const std::vector<int32_t> blocks =
           ShuffledBlocks(static_cast<int>((ids.size() + 15) / 16), 64, 7);
-      auto want = AllPositionLogits(cm, **cpu_cache, ids, blocks);
-      auto got = AllPositionLogits(gm, **gpu_cache, ids, blocks);
+      auto want = AllPositionLogits(cm, *pair.cpu_cache, ids, blocks);
+      auto got = AllPositionLogits(gm, *pair.gpu_cache, ids, blocks);
       REQUIRE(want.ok());
       INFO(got.status().ToString());
       REQUIRE(got.ok());
