@@ -228,8 +228,7 @@ void LlmEngine::PlanLogitsRows(const StepPlan& plan) {
         first = static_cast<int>(scratch_.device_rows.size());
         std::span<const int32_t> prompt(seq->token_ids().data(), seq->num_prompt_tokens());
         const PenaltyHistory* history = nullptr;
-        if (params.repetition_penalty != 1.0f || params.presence_penalty != 0.0f ||
-            params.frequency_penalty != 0.0f) {
+        if (params.has_penalties()) {
           state.penalty_history.Sync(prompt, seq->output_token_ids());
           history = &state.penalty_history;
         }

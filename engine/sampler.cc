@@ -51,8 +51,7 @@ BatchSampler::BatchSampler(std::vector<int32_t> eos_token_ids)
     : eos_token_ids_(std::move(eos_token_ids)) {}
 
 bool BatchSampler::ArgmaxSuffices(const SamplingParams& p, int64_t num_output_tokens) {
-  return p.greedy() && !p.logprobs && p.logit_bias.empty() && p.repetition_penalty == 1.0f &&
-         p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f &&
+  return p.greedy() && !p.logprobs && p.logit_bias.empty() && !p.has_penalties() &&
          num_output_tokens >= p.min_tokens;
 }
 
@@ -70,8 +69,7 @@ std::span<const float> BatchSampler::Adjust(const SamplingRow& row) {
       mask_ids_.insert(mask_ids_.end(), eos_token_ids_.begin(), eos_token_ids_.end());
     }
   }
-  const bool penalties =
-      p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  const bool penalties = p.has_penalties();
   if (p.logit_bias.empty() && mask_ids_.empty() && !penalties) return row.logits;
   work_.assign(row.logits.begin(), row.logits.end());
   std::span<float> x(work_);

@@ -74,6 +74,10 @@ struct SamplingParams {
   int n = 1;
 
   bool greedy() const { return temperature < kGreedyEpsilon; }
+  // Any of repetition, presence or frequency penalty is on.
+  bool has_penalties() const {
+    return repetition_penalty != 1.0f || presence_penalty != 0.0f || frequency_penalty != 0.0f;
+  }
   // InvalidArgument naming the field for NaN, Inf or out-of-range values,
   // token ids outside [0, vocab_size), and lists over their caps.
   absl::Status Validate(int vocab_size) const;
