@@ -13,6 +13,10 @@
 //                                MatMulExact alone on the given shapes (any
 //                                supported type), without the preamble
 // ALIGNSERVE_NUM_THREADS sizes the pool; ALIGNSERVE_CPU_ISA caps the ISA.
+// GCC 12's own AVX-512 headers trip -Wuninitialized (the deliberately
+// undefined pass-through operand of the unmasked conversions).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <algorithm>

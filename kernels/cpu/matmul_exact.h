@@ -81,8 +81,9 @@ namespace matmul_exact_internal {
 
 // Rows of x handled by the fused decode path.
 inline constexpr int64_t kMaxDecodeRows = 3;
-// Weight rows dequantized per prefill tile (kTileCols * k floats of scratch).
-inline constexpr int64_t kTileCols = 16;
+// Weight rows dequantized per prefill tile (kTileCols * k floats of scratch):
+// 8 keeps a tile of rows up to 768 long in L1 whole (matmul_exact_avx512.cc).
+inline constexpr int64_t kTileCols = 8;
 // Dequantized tile rows are padded with zeros to a multiple of this.
 inline constexpr int64_t kTilePad = 16;
 

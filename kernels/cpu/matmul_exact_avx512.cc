@@ -26,6 +26,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/avx512_reduce.h"
 #include "kernels/cpu/matmul_exact.h"
 #include "kernels/cpu/quant_blocks.h"
 
@@ -265,7 +266,7 @@ EXACT_INLINE __mmask16 TailMask(int64_t count) { return static_cast<__mmask16>((
 
 // The sum of the 16 lanes by the halving tree: lane i + 8 onto lane i, then
 // i + 4, i + 2, i + 1, the lower lane always the first operand. Reduce16
-// below computes the same tree for 16 accumulators at once.
+// (avx512_reduce.h) computes the same tree for 16 accumulators at once.
 EXACT_INLINE float ReduceOne(__m512 v) {
   const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
   const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
@@ -385,28 +386,8 @@ void Dequant(const uint8_t* w, size_t w_stride, int64_t rows, int64_t k, float* 
   }
 }
 
-// Sums each of 16 vectors: lane 4r + c of the result is the sum of a[4c + r]
-// (a transposing tree of 45 shuffles/adds instead of 16 full reductions),
-// each by exactly ReduceOne's tree and operand order.
-EXACT_INLINE __m512 Reduce16(const __m512* a) {
-  __m512 t[8], u[4], v[2];
-  for (int i = 0; i < 8; ++i) {  // halves: [a 8 lanes | b 8 lanes]
-    t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
-                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
-  }
-  for (int i = 0; i < 4; ++i) {  // quarters: 4 lanes each of 4 vectors
-    u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
-                         _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xDD));
-  }
-  for (int i = 0; i < 2; ++i) {
-    v[i] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0x44),
-                         _mm512_shuffle_ps(u[2 * i], u[2 * i + 1], 0xEE));
-  }
-  return _mm512_add_ps(_mm512_shuffle_ps(v[0], v[1], 0x88), _mm512_shuffle_ps(v[0], v[1], 0xDD));
-}
-
 // k is cut into chunks of at most kMaxChunk elements (multiples of 16) so
-// that a chunk of the kTileCols-row weight tile (<= 24 KB) stays in L1 while
+// that a chunk of the kTileCols-row weight tile (<= 12 KB) stays in L1 while
 // the row tiles of a block of kRowBlock activation rows sweep past it. Between
 // chunks the 16-lane accumulators are parked in a carry buffer and reloaded
 // as they are, so the steps each output sees, and their order, are those of
@@ -463,7 +444,7 @@ void Tile(const float* x, int64_t k, int64_t k0, int64_t k1, const float* wd, in
 #pragma GCC unroll 16
   for (int i = 0; i < 16; ++i) sums[i] = acc[i];
   alignas(64) float out[16];
-  _mm512_store_ps(out, Reduce16(sums));
+  _mm512_store_ps(out, cpu::Reduce16(sums));
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) y[r * ldy + c] = out[4 * r + c];
   }
@@ -475,8 +456,28 @@ template <int R>
 constexpr TileFn kTileRow[4] = {&Tile<R, 1>, &Tile<R, 2>, &Tile<R, 3>, &Tile<R, 4>};
 constexpr const TileFn* kTiles[4] = {kTileRow<1>, kTileRow<2>, kTileRow<3>, kTileRow<4>};
 
+// Rows of up to kWholeRowMaxK elements are not chunked: the kTileCols-row
+// weight tile (<= 24 KB) stays in L1 while the 4-row activation groups
+// (<= 12 KB) stream past it, and every output runs over all of k in one
+// call (no carry traffic). Measured on Zen 5 (matmul_exact_bench, m = 64,
+// Q4_1 576 -> 576 and 576 -> 1536, 2 threads): 96.6 and 263 us against
+// 121 and 299 us with 16-row tiles cut into chunks of 288; from k = 1536
+// on, the chunked sweep below is as fast or faster.
+constexpr int64_t kWholeRowMaxK = 768;
+
 void Gemm(const float* x, int64_t m, int64_t k, const float* wd, int64_t ldw, int64_t cols,
           float* y, int64_t ldy) {
+  if (k <= kWholeRowMaxK) {
+    for (int64_t r = 0; r < m; r += 4) {
+      const int rows = static_cast<int>(std::min<int64_t>(4, m - r));
+      for (int64_t c = 0; c < cols; c += 4) {
+        const int n = static_cast<int>(std::min<int64_t>(4, cols - c));
+        kTiles[rows - 1][n - 1](x + r * k, k, 0, k, wd + c * ldw, ldw, nullptr, y + r * ldy + c,
+                                ldy);
+      }
+    }
+    return;
+  }
   const int64_t chunks = (k + kMaxChunk - 1) / kMaxChunk;
   const int64_t chunk = ((k + chunks - 1) / chunks + 15) / 16 * 16;
   float* const carry = chunks > 1 ? CarryBuffer() : nullptr;

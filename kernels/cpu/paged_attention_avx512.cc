@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "kernels/cpu/avx512_reduce.h"
 #include "kernels/cpu/exp_approx.h"
 #include "kernels/cpu/paged_attention_slice.h"
 
@@ -74,31 +75,48 @@ void Slice(const SliceArgs& a) {
   const T* k_cache = static_cast<const T*>(a.k_cache);
   const T* v_cache = static_cast<const T*>(a.v_cache);
 
-  // Pass 1: scores[h * n + j] = scale * q_h . k_j for every query head h.
+  // Pass 1: scores[h * n + j] = scale * q_h . k_j for every query head h,
+  // sixteen keys of a block run at a time: each key's partial (two FMA
+  // chains, added) fills one input of Reduce16, whose one transposing tree
+  // sums all sixteen exactly as _mm512_reduce_add_ps would sum each, and
+  // one store writes their scores.
   ForEachBlockRun(a.block_table, s.block_size, a.begin, a.end,
                   [&](int j0, int count, int64_t slot) {
                     const int64_t next = NextBlockSlot(a.block_table, s.block_size, j0, a.end);
-                    for (int jj = 0; jj < count; ++jj) {
-                      if (next >= 0) PrefetchBytes(k_cache + (next + jj) * row, row_bytes);
-                      const T* k_row = k_cache + (slot + jj) * row;
-                      float* column = a.scores + (j0 - a.begin + jj);
-                      for (int h = 0; h < kv_heads; ++h) {
-                        __m512 k[kD16];
+                    const __m512 scale = _mm512_set1_ps(s.scale);
+                    for (int j = 0; j < count; j += 16) {
+                      const int keys = count - j < 16 ? count - j : 16;
+                      const T* k_rows = k_cache + (slot + j) * row;
+                      for (int qh = 0; qh < s.num_heads; ++qh) {
+                        const T* k_head = k_rows + (qh / group) * d;
+                        const float* q = a.q + static_cast<int64_t>(qh) * d;
+                        __m512 qv[kD16];
 #pragma GCC unroll 16
-                        for (int c = 0; c < kD16; ++c) k[c] = Load16(k_row + h * d + 16 * c);
-                        for (int g = 0; g < group; ++g) {
-                          const int qh = h * group + g;
-                          const float* q = a.q + static_cast<int64_t>(qh) * d;
-                          __m512 even = _mm512_mul_ps(_mm512_loadu_ps(q), k[0]);
+                        for (int c = 0; c < kD16; ++c) qv[c] = _mm512_loadu_ps(q + 16 * c);
+                        __m512 part[16];
+#pragma GCC unroll 16
+                        for (int t = 0; t < 16; ++t) {
+                          const int key = Reduce16Lane(t);
+                          if (key >= keys) {
+                            part[t] = _mm512_setzero_ps();
+                            continue;
+                          }
+                          if (qh == 0 && next >= 0) {
+                            PrefetchBytes(k_cache + (next + j + key) * row, row_bytes);
+                          }
+                          const T* k = k_head + key * row;
+                          __m512 even = _mm512_mul_ps(qv[0], Load16(k));
                           __m512 odd = _mm512_setzero_ps();
 #pragma GCC unroll 16
                           for (int c = 1; c < kD16; ++c) {
                             __m512& acc = c % 2 ? odd : even;
-                            acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + 16 * c), k[c], acc);
+                            acc = _mm512_fmadd_ps(qv[c], Load16(k + 16 * c), acc);
                           }
-                          column[static_cast<int64_t>(qh) * n] =
-                              _mm512_reduce_add_ps(_mm512_add_ps(even, odd)) * s.scale;
+                          part[t] = _mm512_add_ps(even, odd);
                         }
+                        _mm512_mask_storeu_ps(a.scores + static_cast<int64_t>(qh) * n + (j0 - a.begin + j),
+                                              LanesBelow(keys),
+                                              _mm512_mul_ps(Reduce16(part), scale));
                       }
                     }
                   });
@@ -124,8 +142,10 @@ void Slice(const SliceArgs& a) {
     a.out.sum[qh] = _mm512_reduce_add_ps(sum);
   }
 
-  // Pass 3: acc_h += w_hj v_j, a head's output row held in registers over
-  // the positions of a block run (the run's V rows stay in L1 across heads).
+  // Pass 3: acc_h += w_hj v_j, the output rows of up to kHeadsPerPass query
+  // heads of one KV head held in registers over the positions of a block
+  // run, so each V row is loaded once for all of them.
+  constexpr int kHeadsPerPass = kD16 >= 16 ? 1 : 16 / kD16;
   for (int64_t i = 0; i < static_cast<int64_t>(s.num_heads) * d; i += 16) {
     _mm512_storeu_ps(a.out.acc + i, _mm512_setzero_ps());
   }
@@ -133,24 +153,43 @@ void Slice(const SliceArgs& a) {
                   [&](int j0, int count, int64_t slot) {
                     const int64_t next = NextBlockSlot(a.block_table, s.block_size, j0, a.end);
                     for (int h = 0; h < kv_heads; ++h) {
-                      for (int g = 0; g < group; ++g) {
-                        const int qh = h * group + g;
-                        const bool prefetch = next >= 0 && qh == 0;
-                        const float* w = a.scores + static_cast<int64_t>(qh) * n + (j0 - a.begin);
-                        float* o = a.out.acc + static_cast<int64_t>(qh) * d;
-                        __m512 acc[kD16];
+                      for (int g0 = 0; g0 < group; g0 += kHeadsPerPass) {
+                        const int heads = group - g0 < kHeadsPerPass ? group - g0 : kHeadsPerPass;
+                        const int qh0 = h * group + g0;
+                        const bool prefetch = next >= 0 && qh0 == 0;
+                        const float* w = a.scores + static_cast<int64_t>(qh0) * n + (j0 - a.begin);
+                        float* o = a.out.acc + static_cast<int64_t>(qh0) * d;
+                        __m512 acc[kHeadsPerPass][kD16];
 #pragma GCC unroll 16
-                        for (int c = 0; c < kD16; ++c) acc[c] = _mm512_loadu_ps(o + 16 * c);
+                        for (int g = 0; g < kHeadsPerPass; ++g) {
+#pragma GCC unroll 16
+                          for (int c = 0; c < kD16; ++c) {
+                            acc[g][c] = g < heads ? _mm512_loadu_ps(o + g * d + 16 * c)
+                                                  : _mm512_setzero_ps();
+                          }
+                        }
                         for (int jj = 0; jj < count; ++jj) {
                           if (prefetch) PrefetchBytes(v_cache + (next + jj) * row, row_bytes);
                           const T* v = v_cache + (slot + jj) * row + h * d;
-                          const __m512 wj = _mm512_set1_ps(w[jj]);
+                          __m512 vv[kD16];
 #pragma GCC unroll 16
-                          for (int c = 0; c < kD16; ++c)
-                            acc[c] = _mm512_fmadd_ps(wj, Load16(v + 16 * c), acc[c]);
+                          for (int c = 0; c < kD16; ++c) vv[c] = Load16(v + 16 * c);
+#pragma GCC unroll 16
+                          for (int g = 0; g < kHeadsPerPass; ++g) {
+                            if (g >= heads) break;
+                            const __m512 wj = _mm512_set1_ps(w[static_cast<int64_t>(g) * n + jj]);
+#pragma GCC unroll 16
+                            for (int c = 0; c < kD16; ++c) {
+                              acc[g][c] = _mm512_fmadd_ps(wj, vv[c], acc[g][c]);
+                            }
+                          }
                         }
 #pragma GCC unroll 16
-                        for (int c = 0; c < kD16; ++c) _mm512_storeu_ps(o + 16 * c, acc[c]);
+                        for (int g = 0; g < kHeadsPerPass; ++g) {
+                          if (g >= heads) break;
+#pragma GCC unroll 16
+                          for (int c = 0; c < kD16; ++c) _mm512_storeu_ps(o + g * d + 16 * c, acc[g][c]);
+                        }
                       }
                     }
                   });
