@@ -14,8 +14,10 @@ aggregate decode rate at 64 against one stream.
       [--concurrency 1,8,32,64] [--rounds 5] [--prompt-len 64]
       [--output-len 64] [-- extra bench-offline flags]
 
-With --binary A,B (two builds, e.g. before and after a change) both run in
-every round, side by side, each with its own ratio.
+With --binary A,B (two builds, e.g. before and after a change) and/or
+--variants 'FLAGS;FLAGS' (e.g. '--kv-cache-dtype f32;--kv-cache-dtype f16')
+every binary runs with every variant in every round, side by side, each
+with its own ratio.
 
 A single stream's window is short (about 0.3 s for 64 tokens), so its
 rate moves by +-30% between runs on a shared VM; the medians over rounds
@@ -58,36 +60,39 @@ def main():
                    help="alignserve binary; a comma-separated list runs each side by side")
     p.add_argument("--concurrency", default="1,8,32,64",
                    help="comma-separated concurrencies; the first is the baseline (default 1,...)")
+    p.add_argument("--variants", default="",
+                   help="';'-separated bench-offline flag sets, each run side by side")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--output-len", type=int, default=64)
     args, extra = p.parse_known_args()
     extra = [a for a in extra if a != "--"]
     conc = [int(c) for c in args.concurrency.split(",")]
-    binaries = args.binary.split(",")
-    rates = {(b, c): [] for b in binaries for c in conc}
-    itls = {(b, c): [] for b in binaries for c in conc}
+    configs = [(b, v.split()) for b in args.binary.split(",") for v in args.variants.split(";")]
+    names = [" ".join([b] + v) for b, v in configs]
+    rates = {(name, c): [] for name in names for c in conc}
+    itls = {(name, c): [] for name in names for c in conc}
     for r in range(args.rounds):
         for c in conc:
-            for b in binaries:
-                rate, itl = run_once(b, c, args, extra)
-                rates[b, c].append(rate)
+            for (binary, flags), name in zip(configs, names):
+                rate, itl = run_once(binary, c, args, extra + flags)
+                rates[name, c].append(rate)
                 if itl is not None:
-                    itls[b, c].append(itl)
-                print(f"round {r + 1}/{args.rounds}  {b}  C={c:<4d} decode {rate:8.1f} tok/s"
+                    itls[name, c].append(itl)
+                print(f"round {r + 1}/{args.rounds}  {name}  C={c:<4d} decode {rate:8.1f} tok/s"
                       + (f"  ITL p50 {itl:.2f} ms" if itl is not None else ""),
                       file=sys.stderr, flush=True)
-    for b in binaries:
-        base = statistics.median(rates[b, conc[0]])
-        print(f"\n{b}, --prompt-len {args.prompt_len} --output-len {args.output_len} "
+    for name in names:
+        base = statistics.median(rates[name, conc[0]])
+        print(f"\n{name}, --prompt-len {args.prompt_len} --output-len {args.output_len} "
               + " ".join(extra))
         print(f"| C | decode tok/s (median of {args.rounds}) | min - max | x C = {conc[0]} "
               "| ITL p50 (median) |")
         print("|---|---|---|---|---|")
         for c in conc:
-            med = statistics.median(rates[b, c])
-            itl = f"{statistics.median(itls[b, c]):.2f} ms" if itls[b, c] else "-"
-            print(f"| {c} | {med:,.1f} | {min(rates[b, c]):,.1f} - {max(rates[b, c]):,.1f} "
+            med = statistics.median(rates[name, c])
+            itl = f"{statistics.median(itls[name, c]):.2f} ms" if itls[name, c] else "-"
+            print(f"| {c} | {med:,.1f} | {min(rates[name, c]):,.1f} - {max(rates[name, c]):,.1f} "
                   f"| {med / base:.2f} | {itl} |")
 
 if __name__ == "__main__":

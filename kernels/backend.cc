@@ -25,6 +25,11 @@ absl::StatusOr<DeviceTensor> Backend::UploadWeight(const Tensor& host) {
   return out;
 }
 
+absl::Status Backend::MatMulShared(const Tensor& x, std::span<const MatMulTarget> targets) {
+  for (const MatMulTarget& t : targets) RETURN_IF_ERROR(MatMul(x, *t.w, t.bias, *t.y));
+  return absl::OkStatus();
+}
+
 absl::Status Backend::SetKvCacheDtype(DType dtype) {
   if (!SupportsKvCacheDtype(dtype)) {
     std::string supported;

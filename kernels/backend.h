@@ -157,6 +157,17 @@ class Backend {
                                   float eps, Tensor& out) = 0;
   // y[m, n] = x[m, k] * w[n, k]^T (+ bias[n] if given, f32).
   virtual absl::Status MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  // One product of MatMulShared: *y = x * w^T (+ *bias when not null).
+  struct MatMulTarget {
+    const Tensor* w;
+    const Tensor* bias;
+    Tensor* y;
+  };
+  // Several products of one input (a layer's Q/K/V, or gate and up), each
+  // exactly what MatMul gives it. A backend may run them as one job (the CPU
+  // splits all their columns over its threads at once); the default calls
+  // MatMul for each.
+  virtual absl::Status MatMulShared(const Tensor& x, std::span<const MatMulTarget> targets);
   // Rotates q [tokens, heads * head_dim] and k [tokens, kv_heads * head_dim]
   // in place by each token's position.
   virtual absl::Status Rope(const DeviceBatch& batch, const RopeTable& rope, int head_dim,

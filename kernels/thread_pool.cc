@@ -70,8 +70,11 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  const int64_t max_chunks = std::min<int64_t>((n + grain - 1) / grain,
-                                               int64_t{kChunksPerThread} * num_threads());
+  int64_t max_chunks =
+      std::min<int64_t>((n + grain - 1) / grain, int64_t{kChunksPerThread} * num_threads());
+  // A whole number of chunks per thread, so that equal items split evenly
+  // (3 chunks on 2 threads would leave one thread two thirds of the work).
+  if (max_chunks > num_threads()) max_chunks -= max_chunks % num_threads();
   if (workers_.empty() || max_chunks <= 1) {
     fn(0, n);
     return;

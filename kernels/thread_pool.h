@@ -46,8 +46,10 @@ class ThreadPool {
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(begin, end) over disjoint chunks covering [0, n), on any of the
-  // pool's threads; returns when all are done. Chunks hold at least `grain`
-  // items (the last may hold fewer).
+  // pool's threads; returns when all are done. `grain` is the work worth a
+  // chunk: [0, n) is cut into at most ceil(n / grain) equal chunks (at most
+  // kChunksPerThread per thread, and a whole multiple of the thread count
+  // when more than one per thread); n <= grain runs inline.
   void ParallelFor(int64_t n, int64_t grain,
                    const std::function<void(int64_t begin, int64_t end)>& fn);
 
@@ -74,7 +76,7 @@ class ThreadPool {
   std::atomic<bool> closed_{true};  // no more workers may join the job
   std::atomic<int> active_{0};      // workers inside the current job
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> sleeping_{0};    // workers blocked on wake_cv_
+  std::atomic<int> sleeping_{0};  // workers blocked on wake_cv_
   std::atomic<bool> stop_{false};
   std::mutex wake_mu_;
   std::condition_variable wake_cv_;

@@ -144,9 +144,10 @@ absl::Status LlamaModel::Layer(const DeviceBatch& batch, KvCache& cache, int lay
   const int64_t n = batch.num_tokens;
   Tensor q = Rows(s.q, n), k = Rows(s.k, n), v = Rows(s.v, n), attn = Rows(s.attn, n);
   Tensor proj = Rows(s.proj, n), residual = Rows(s.residual, n), h = Rows(s.x, n);
-  RETURN_IF_ERROR(backend_.MatMul(x, w.wq, w.bq.data ? &w.bq : nullptr, q));
-  RETURN_IF_ERROR(backend_.MatMul(x, w.wk, w.bk.data ? &w.bk : nullptr, k));
-  RETURN_IF_ERROR(backend_.MatMul(x, w.wv, w.bv.data ? &w.bv : nullptr, v));
+  const Backend::MatMulTarget qkv[] = {{&w.wq, w.bq.data ? &w.bq : nullptr, &q},
+                                       {&w.wk, w.bk.data ? &w.bk : nullptr, &k},
+                                       {&w.wv, w.bv.data ? &w.bv : nullptr, &v}};
+  RETURN_IF_ERROR(backend_.MatMulShared(x, qkv));
   RETURN_IF_ERROR(
       backend_.RopeAndWriteKv(batch, rope_->table(), c.head_dim, q, k, v, cache, layer));
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
@@ -154,8 +155,8 @@ absl::Status LlamaModel::Layer(const DeviceBatch& batch, KvCache& cache, int lay
   RETURN_IF_ERROR(backend_.MatMul(attn, w.wo, nullptr, proj));
   RETURN_IF_ERROR(backend_.AddRmsNorm(residual, proj, w.ffn_norm, c.rms_norm_eps, h));
   Tensor gate = Rows(s.gate, n), up = Rows(s.up, n), act = Rows(s.act, n);
-  RETURN_IF_ERROR(backend_.MatMul(h, w.w_gate, nullptr, gate));
-  RETURN_IF_ERROR(backend_.MatMul(h, w.w_up, nullptr, up));
+  const Backend::MatMulTarget gate_up[] = {{&w.w_gate, nullptr, &gate}, {&w.w_up, nullptr, &up}};
+  RETURN_IF_ERROR(backend_.MatMulShared(h, gate_up));
   RETURN_IF_ERROR(backend_.SiluMul(gate, up, act));
   return backend_.MatMul(act, w.w_down, nullptr, proj);
 }

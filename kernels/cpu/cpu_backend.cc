@@ -179,7 +179,7 @@ absl::Status CpuBackend::AddRmsNorm(Tensor& residual, const Tensor& x, const Ten
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+absl::Status CpuBackend::CheckMatMul(const Tensor& x, const Tensor& w, const Tensor& y) const {
   RETURN_IF_ERROR(CheckF32(x, "matmul input"));
   if (x.cols() != w.cols() || y.cols() != w.rows() || y.rows() != x.rows()) {
     return absl::InvalidArgumentError(absl::StrCat("cpu backend: matmul shapes ", x.ShapeString(),
@@ -190,17 +190,42 @@ absl::Status CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* 
     return absl::UnimplementedError(absl::StrCat("cpu backend: no matmul kernel for ",
                                                  std::string(DTypeName(w.dtype)), " weights"));
   }
+  return absl::OkStatus();
+}
+
+void CpuBackend::AddBias(const Tensor* bias, Tensor& y) {
+  if (bias == nullptr) return;
+  for (int64_t r = 0; r < y.rows(); ++r) {
+    cpu::AddRow(y.as<float>() + r * y.cols(), bias->as<float>(), y.cols());
+  }
+}
+
+absl::Status CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  RETURN_IF_ERROR(CheckMatMul(x, w, y));
   if (matmul_mode_ == MatmulMode::kExact) {
     MatMulExact(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(), y.as<float>(), pool_);
   } else {
     ::alignserve::MatMul(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(),
                          y.as<float>(), pool_);
   }
-  if (bias != nullptr) {
-    for (int64_t r = 0; r < y.rows(); ++r) {
-      cpu::AddRow(y.as<float>() + r * y.cols(), bias->as<float>(), y.cols());
-    }
+  AddBias(bias, y);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::MatMulShared(const Tensor& x, std::span<const MatMulTarget> targets) {
+  // Every product is checked before any runs: a bad one writes nothing.
+  for (const MatMulTarget& t : targets) RETURN_IF_ERROR(CheckMatMul(x, *t.w, *t.y));
+  if (matmul_mode_ != MatmulMode::kExact || targets.size() > kMaxSharedParts) {
+    return Backend::MatMulShared(x, targets);
   }
+  MatMulExactPart parts[kMaxSharedParts];
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const MatMulTarget& t = targets[i];
+    parts[i] = {t.w->data, t.w->dtype, t.w->rows(), t.y->as<float>()};
+  }
+  MatMulExactShared(x.as<float>(), x.rows(), x.cols(),
+                    std::span<const MatMulExactPart>(parts, targets.size()), pool_);
+  for (const MatMulTarget& t : targets) AddBias(t.bias, *t.y);
   return absl::OkStatus();
 }
 

@@ -51,6 +51,7 @@ class CpuBackend final : public Backend {
   absl::Status AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& weight, float eps,
                           Tensor& out) override;
   absl::Status MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
+  absl::Status MatMulShared(const Tensor& x, std::span<const MatMulTarget> targets) override;
   absl::Status Rope(const DeviceBatch& batch, const RopeTable& rope, int head_dim, Tensor& q,
                     Tensor& k) override;
   absl::Status SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) override;
@@ -64,6 +65,10 @@ class CpuBackend final : public Backend {
   absl::Status ArgMax(const Tensor& logits, Tensor& ids) override;
 
  private:
+  // MatMul's shape and weight-type checks.
+  absl::Status CheckMatMul(const Tensor& x, const Tensor& w, const Tensor& y) const;
+  static void AddBias(const Tensor* bias, Tensor& y);
+
   ThreadPool& pool_;
   const MatmulMode matmul_mode_;
   BatchLayout step_;  // the uploaded layout; DeviceBatch points into it

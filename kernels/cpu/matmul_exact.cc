@@ -109,21 +109,46 @@ constexpr int64_t kMinMacsPerThread = int64_t{1} << 18;
 // Decode columns are handed out in groups of 4 (the kernel's row group).
 constexpr int64_t kDecodeGroup = 4;
 
+// One weight matrix of a job: its kernels, bytes, columns and output, and
+// where its units (decode groups or prefill tiles) start in the job's list.
+struct Part {
+  Kernels kernels;
+  const uint8_t* w;
+  size_t w_stride;
+  int64_t n;
+  float* y;
+  int64_t first_unit;
+};
+
 // Everything a worker needs, so the ParallelFor lambda captures one pointer
 // (std::function then stores it inline: no allocation per call).
 struct Job {
-  Kernels kernels;
   const float* x;
-  int64_t m, k, n;
-  const uint8_t* w;
-  size_t w_stride;
-  float* y;
+  int64_t m, k;
+  int64_t unit_cols;  // kDecodeGroup or kTileCols
+  int num_parts;
+  Part parts[kMaxSharedParts];
 };
 
-void DecodeColumns(const Job& job, int64_t group_begin, int64_t group_end) {
+// Calls fn(part, first, last) for the part-local unit ranges that the job's
+// unit range [begin, end) covers, in order.
+template <class Fn>
+void ForEachPart(const Job& job, int64_t begin, int64_t end, Fn&& fn) {
+  for (int i = 0; i < job.num_parts && begin < end; ++i) {
+    const Part& part = job.parts[i];
+    const int64_t units = (part.n + job.unit_cols - 1) / job.unit_cols;
+    const int64_t last = std::min(end, part.first_unit + units);
+    if (begin < last) {
+      fn(part, begin - part.first_unit, last - part.first_unit);
+      begin = last;
+    }
+  }
+}
+
+void DecodeColumns(const Job& job, const Part& part, int64_t group_begin, int64_t group_end) {
   const int64_t c_begin = group_begin * kDecodeGroup;
-  const int64_t c_end = std::min(job.n, group_end * kDecodeGroup);
-  job.kernels.decode(job.x, job.m, job.k, job.w, job.w_stride, c_begin, c_end, job.y, job.n);
+  const int64_t c_end = std::min(part.n, group_end * kDecodeGroup);
+  part.kernels.decode(job.x, job.m, job.k, part.w, part.w_stride, c_begin, c_end, part.y, part.n);
 }
 
 // The thread's dequantized tile: kTileCols rows of ld floats, 64-byte
@@ -139,21 +164,23 @@ float* TileBuffer(int64_t ld) {
 // The next tile's weight bytes (kTileCols rows, contiguous) are prefetched
 // while this tile's GEMM runs, so dequantizing it does not wait on DRAM
 // (the output head's 30 MB of weights stream once per call).
-void PrefetchTile(const Job& job, int64_t c0) {
-  if (c0 >= job.n) return;
-  const uint8_t* end = job.w + std::min(job.n, c0 + kTileCols) * job.w_stride;
-  for (const uint8_t* p = job.w + c0 * job.w_stride; p < end; p += 64) __builtin_prefetch(p, 0, 2);
+void PrefetchTile(const Part& part, int64_t c0) {
+  if (c0 >= part.n) return;
+  const uint8_t* end = part.w + std::min(part.n, c0 + kTileCols) * part.w_stride;
+  for (const uint8_t* p = part.w + c0 * part.w_stride; p < end; p += 64) {
+    __builtin_prefetch(p, 0, 2);
+  }
 }
 
-void PrefillTiles(const Job& job, int64_t tile_begin, int64_t tile_end) {
+void PrefillTiles(const Job& job, const Part& part, int64_t tile_begin, int64_t tile_end) {
   const int64_t ld = (job.k + kTilePad - 1) / kTilePad * kTilePad;
   float* tile = TileBuffer(ld);
   for (int64_t t = tile_begin; t < tile_end; ++t) {
     const int64_t c0 = t * kTileCols;
-    const int64_t cols = std::min(kTileCols, job.n - c0);
-    job.kernels.dequant(job.w + c0 * job.w_stride, job.w_stride, cols, job.k, tile, ld);
-    if (t + 1 < tile_end) PrefetchTile(job, c0 + kTileCols);
-    job.kernels.gemm(job.x, job.m, job.k, tile, ld, cols, job.y + c0, job.n);
+    const int64_t cols = std::min(kTileCols, part.n - c0);
+    part.kernels.dequant(part.w + c0 * part.w_stride, part.w_stride, cols, job.k, tile, ld);
+    if (t + 1 < tile_end) PrefetchTile(part, c0 + kTileCols);
+    part.kernels.gemm(job.x, job.m, job.k, tile, ld, cols, part.y + c0, part.n);
   }
 }
 
@@ -187,30 +214,49 @@ CpuIsa MatMulExactKernelIsa() {
   return isa >= CpuIsa::kAvx512Bw ? CpuIsa::kAvx512Bw : isa;
 }
 
-void MatMulExact(const float* x, int64_t m, int64_t k, const void* w, DType w_type, int64_t n,
-                 float* y, ThreadPool& pool) {
-  if (absl::Status s = ValidateMatMulExactWeight(w_type, k); !s.ok()) Die(s);
-  if (m < 0 || n < 0) Die(absl::InvalidArgumentError("negative m or n"));
-  if (m == 0 || n == 0) return;
-  const Job job{matmul_exact_internal::ActiveKernels(w_type),
-                x,
-                m,
-                k,
-                n,
-                static_cast<const uint8_t*>(w),
-                RowBytes(w_type, k),
-                y};
+void MatMulExactShared(const float* x, int64_t m, int64_t k, std::span<const MatMulExactPart> parts,
+                       ThreadPool& pool) {
+  if (parts.size() > static_cast<size_t>(kMaxSharedParts)) {
+    Die(absl::InvalidArgumentError(
+        absl::StrCat(parts.size(), " weights share one input; at most ", kMaxSharedParts)));
+  }
+  if (m < 0) Die(absl::InvalidArgumentError("negative m"));
+  Job job{x, m, k, m <= kMaxDecodeRows ? kDecodeGroup : kTileCols, 0, {}};
+  int64_t units = 0;
+  for (const MatMulExactPart& p : parts) {
+    if (absl::Status s = ValidateMatMulExactWeight(p.w_type, k); !s.ok()) Die(s);
+    if (p.n < 0) Die(absl::InvalidArgumentError("negative n"));
+    if (p.n == 0) continue;
+    job.parts[job.num_parts++] = Part{matmul_exact_internal::ActiveKernels(p.w_type),
+                                      static_cast<const uint8_t*>(p.w),
+                                      RowBytes(p.w_type, k),
+                                      p.n,
+                                      p.y,
+                                      units};
+    units += (p.n + job.unit_cols - 1) / job.unit_cols;
+  }
+  if (m == 0 || units == 0) return;
   const Job* job_ptr = &job;
+  const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / (m * k * job.unit_cols));
   if (m <= kMaxDecodeRows) {
-    const int64_t groups = (n + kDecodeGroup - 1) / kDecodeGroup;
-    const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / (m * k * kDecodeGroup));
-    pool.ParallelFor(groups, grain,
-                     [job_ptr](int64_t b, int64_t e) { DecodeColumns(*job_ptr, b, e); });
+    pool.ParallelFor(units, grain, [job_ptr](int64_t b, int64_t e) {
+      ForEachPart(*job_ptr, b, e, [job_ptr](const Part& part, int64_t first, int64_t last) {
+        DecodeColumns(*job_ptr, part, first, last);
+      });
+    });
     return;
   }
-  const int64_t tiles = (n + kTileCols - 1) / kTileCols;
-  const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / (m * k * kTileCols));
-  pool.ParallelFor(tiles, grain, [job_ptr](int64_t b, int64_t e) { PrefillTiles(*job_ptr, b, e); });
+  pool.ParallelFor(units, grain, [job_ptr](int64_t b, int64_t e) {
+    ForEachPart(*job_ptr, b, e, [job_ptr](const Part& part, int64_t first, int64_t last) {
+      PrefillTiles(*job_ptr, part, first, last);
+    });
+  });
+}
+
+void MatMulExact(const float* x, int64_t m, int64_t k, const void* w, DType w_type, int64_t n,
+                 float* y, ThreadPool& pool) {
+  const MatMulExactPart part{w, w_type, n, y};
+  MatMulExactShared(x, m, k, std::span<const MatMulExactPart>(&part, 1), pool);
 }
 
 }  // namespace alignserve

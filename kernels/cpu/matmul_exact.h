@@ -47,6 +47,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "absl/status/status.h"
 #include "kernels/cpu/cpu_features.h"
@@ -71,6 +72,25 @@ absl::Status ValidateMatMulExactWeight(DType w_type, int64_t k);
 // buffer that carries accumulators between k chunks).
 void MatMulExact(const float* x, int64_t m, int64_t k, const void* w, DType w_type, int64_t n,
                  float* y, ThreadPool& pool);
+
+// One weight of MatMulExactShared: n rows of RowBytes(w_type, k) bytes and
+// its output y [m, n] (row stride n).
+struct MatMulExactPart {
+  const void* w;
+  DType w_type;
+  int64_t n;
+  float* y;
+};
+inline constexpr int kMaxSharedParts = 4;
+
+// MatMulExact of one input against up to kMaxSharedParts weights (the Q/K/V
+// or gate/up projections of a layer) as one job: the columns of all of them
+// are split over the pool together, so small products no longer run one
+// after the other on one thread and the pool joins once. Each y equals
+// MatMulExact(x, m, k, w, w_type, n, y) bit for bit. Preconditions as
+// MatMulExact's, for every part (checked, abort if broken).
+void MatMulExactShared(const float* x, int64_t m, int64_t k, std::span<const MatMulExactPart> parts,
+                       ThreadPool& pool);
 
 // The ISA level whose kernels MatMulExact runs under the active cap.
 CpuIsa MatMulExactKernelIsa();
@@ -115,11 +135,11 @@ struct Kernels {
 // decoder in the SIMD levels' files (matmul_exact_avx2.cc,
 // matmul_exact_avx512.cc): every level builds its table from this one list,
 // X(type, decoder) per entry.
-#define ALIGNSERVE_MATMUL_EXACT_TYPES(X)                                                     \
-  X(kF32, DecF32)                                                                            \
-  X(kF16, DecF16) X(kBF16, DecBF16) X(kQ4_0, DecQ4_0) X(kQ4_1, DecQ4_1) X(kQ5_0, DecQ5_0)    \
-      X(kQ5_1, DecQ5_1) X(kQ8_0, DecQ8_0) X(kQ4_K, DecQ45_K<false>) X(kQ5_K, DecQ45_K<true>) \
-          X(kQ6_K, DecQ6_K)
+#define ALIGNSERVE_MATMUL_EXACT_TYPES(X)                                                    \
+  X(kF32, DecF32)                                                                           \
+  X(kF16, DecF16)                                                                           \
+  X(kBF16, DecBF16) X(kQ4_0, DecQ4_0) X(kQ4_1, DecQ4_1) X(kQ5_0, DecQ5_0) X(kQ5_1, DecQ5_1) \
+      X(kQ8_0, DecQ8_0) X(kQ4_K, DecQ45_K<false>) X(kQ5_K, DecQ45_K<true>) X(kQ6_K, DecQ6_K)
 
 // Kernels for one level; all members null when the type is unsupported.
 // Avx2/Avx512 may only be called where the hardware has that level.

@@ -80,46 +80,45 @@ void Slice(const SliceArgs& a) {
   // chains, added) fills one input of Reduce16, whose one transposing tree
   // sums all sixteen exactly as _mm512_reduce_add_ps would sum each, and
   // one store writes their scores.
-  ForEachBlockRun(a.block_table, s.block_size, a.begin, a.end,
-                  [&](int j0, int count, int64_t slot) {
-                    const int64_t next = NextBlockSlot(a.block_table, s.block_size, j0, a.end);
-                    const __m512 scale = _mm512_set1_ps(s.scale);
-                    for (int j = 0; j < count; j += 16) {
-                      const int keys = count - j < 16 ? count - j : 16;
-                      const T* k_rows = k_cache + (slot + j) * row;
-                      for (int qh = 0; qh < s.num_heads; ++qh) {
-                        const T* k_head = k_rows + (qh / group) * d;
-                        const float* q = a.q + static_cast<int64_t>(qh) * d;
-                        __m512 qv[kD16];
+  ForEachBlockRun(
+      a.block_table, s.block_size, a.begin, a.end, [&](int j0, int count, int64_t slot) {
+        const int64_t next = NextBlockSlot(a.block_table, s.block_size, j0, a.end);
+        const __m512 scale = _mm512_set1_ps(s.scale);
+        for (int j = 0; j < count; j += 16) {
+          const int keys = count - j < 16 ? count - j : 16;
+          const T* k_rows = k_cache + (slot + j) * row;
+          for (int qh = 0; qh < s.num_heads; ++qh) {
+            const T* k_head = k_rows + (qh / group) * d;
+            const float* q = a.q + static_cast<int64_t>(qh) * d;
+            __m512 qv[kD16];
 #pragma GCC unroll 16
-                        for (int c = 0; c < kD16; ++c) qv[c] = _mm512_loadu_ps(q + 16 * c);
-                        __m512 part[16];
+            for (int c = 0; c < kD16; ++c) qv[c] = _mm512_loadu_ps(q + 16 * c);
+            __m512 part[16];
 #pragma GCC unroll 16
-                        for (int t = 0; t < 16; ++t) {
-                          const int key = Reduce16Lane(t);
-                          if (key >= keys) {
-                            part[t] = _mm512_setzero_ps();
-                            continue;
-                          }
-                          if (qh == 0 && next >= 0) {
-                            PrefetchBytes(k_cache + (next + j + key) * row, row_bytes);
-                          }
-                          const T* k = k_head + key * row;
-                          __m512 even = _mm512_mul_ps(qv[0], Load16(k));
-                          __m512 odd = _mm512_setzero_ps();
+            for (int t = 0; t < 16; ++t) {
+              const int key = Reduce16Lane(t);
+              if (key >= keys) {
+                part[t] = _mm512_setzero_ps();
+                continue;
+              }
+              if (qh == 0 && next >= 0) {
+                PrefetchBytes(k_cache + (next + j + key) * row, row_bytes);
+              }
+              const T* k = k_head + key * row;
+              __m512 even = _mm512_mul_ps(qv[0], Load16(k));
+              __m512 odd = _mm512_setzero_ps();
 #pragma GCC unroll 16
-                          for (int c = 1; c < kD16; ++c) {
-                            __m512& acc = c % 2 ? odd : even;
-                            acc = _mm512_fmadd_ps(qv[c], Load16(k + 16 * c), acc);
-                          }
-                          part[t] = _mm512_add_ps(even, odd);
-                        }
-                        _mm512_mask_storeu_ps(a.scores + static_cast<int64_t>(qh) * n + (j0 - a.begin + j),
-                                              LanesBelow(keys),
-                                              _mm512_mul_ps(Reduce16(part), scale));
-                      }
-                    }
-                  });
+              for (int c = 1; c < kD16; ++c) {
+                __m512& acc = c % 2 ? odd : even;
+                acc = _mm512_fmadd_ps(qv[c], Load16(k + 16 * c), acc);
+              }
+              part[t] = _mm512_add_ps(even, odd);
+            }
+            _mm512_mask_storeu_ps(a.scores + static_cast<int64_t>(qh) * n + (j0 - a.begin + j),
+                                  LanesBelow(keys), _mm512_mul_ps(Reduce16(part), scale));
+          }
+        }
+      });
 
   // Pass 2: per head, the maximum, then weights exp(s - max) and their sum.
   for (int qh = 0; qh < s.num_heads; ++qh) {
@@ -149,50 +148,49 @@ void Slice(const SliceArgs& a) {
   for (int64_t i = 0; i < static_cast<int64_t>(s.num_heads) * d; i += 16) {
     _mm512_storeu_ps(a.out.acc + i, _mm512_setzero_ps());
   }
-  ForEachBlockRun(a.block_table, s.block_size, a.begin, a.end,
-                  [&](int j0, int count, int64_t slot) {
-                    const int64_t next = NextBlockSlot(a.block_table, s.block_size, j0, a.end);
-                    for (int h = 0; h < kv_heads; ++h) {
-                      for (int g0 = 0; g0 < group; g0 += kHeadsPerPass) {
-                        const int heads = group - g0 < kHeadsPerPass ? group - g0 : kHeadsPerPass;
-                        const int qh0 = h * group + g0;
-                        const bool prefetch = next >= 0 && qh0 == 0;
-                        const float* w = a.scores + static_cast<int64_t>(qh0) * n + (j0 - a.begin);
-                        float* o = a.out.acc + static_cast<int64_t>(qh0) * d;
-                        __m512 acc[kHeadsPerPass][kD16];
+  ForEachBlockRun(
+      a.block_table, s.block_size, a.begin, a.end, [&](int j0, int count, int64_t slot) {
+        const int64_t next = NextBlockSlot(a.block_table, s.block_size, j0, a.end);
+        for (int h = 0; h < kv_heads; ++h) {
+          for (int g0 = 0; g0 < group; g0 += kHeadsPerPass) {
+            const int heads = group - g0 < kHeadsPerPass ? group - g0 : kHeadsPerPass;
+            const int qh0 = h * group + g0;
+            const bool prefetch = next >= 0 && qh0 == 0;
+            const float* w = a.scores + static_cast<int64_t>(qh0) * n + (j0 - a.begin);
+            float* o = a.out.acc + static_cast<int64_t>(qh0) * d;
+            __m512 acc[kHeadsPerPass][kD16];
 #pragma GCC unroll 16
-                        for (int g = 0; g < kHeadsPerPass; ++g) {
+            for (int g = 0; g < kHeadsPerPass; ++g) {
 #pragma GCC unroll 16
-                          for (int c = 0; c < kD16; ++c) {
-                            acc[g][c] = g < heads ? _mm512_loadu_ps(o + g * d + 16 * c)
-                                                  : _mm512_setzero_ps();
-                          }
-                        }
-                        for (int jj = 0; jj < count; ++jj) {
-                          if (prefetch) PrefetchBytes(v_cache + (next + jj) * row, row_bytes);
-                          const T* v = v_cache + (slot + jj) * row + h * d;
-                          __m512 vv[kD16];
+              for (int c = 0; c < kD16; ++c) {
+                acc[g][c] = g < heads ? _mm512_loadu_ps(o + g * d + 16 * c) : _mm512_setzero_ps();
+              }
+            }
+            for (int jj = 0; jj < count; ++jj) {
+              if (prefetch) PrefetchBytes(v_cache + (next + jj) * row, row_bytes);
+              const T* v = v_cache + (slot + jj) * row + h * d;
+              __m512 vv[kD16];
 #pragma GCC unroll 16
-                          for (int c = 0; c < kD16; ++c) vv[c] = Load16(v + 16 * c);
+              for (int c = 0; c < kD16; ++c) vv[c] = Load16(v + 16 * c);
 #pragma GCC unroll 16
-                          for (int g = 0; g < kHeadsPerPass; ++g) {
-                            if (g >= heads) break;
-                            const __m512 wj = _mm512_set1_ps(w[static_cast<int64_t>(g) * n + jj]);
+              for (int g = 0; g < kHeadsPerPass; ++g) {
+                if (g >= heads) break;
+                const __m512 wj = _mm512_set1_ps(w[static_cast<int64_t>(g) * n + jj]);
 #pragma GCC unroll 16
-                            for (int c = 0; c < kD16; ++c) {
-                              acc[g][c] = _mm512_fmadd_ps(wj, vv[c], acc[g][c]);
-                            }
-                          }
-                        }
+                for (int c = 0; c < kD16; ++c) {
+                  acc[g][c] = _mm512_fmadd_ps(wj, vv[c], acc[g][c]);
+                }
+              }
+            }
 #pragma GCC unroll 16
-                        for (int g = 0; g < kHeadsPerPass; ++g) {
-                          if (g >= heads) break;
+            for (int g = 0; g < kHeadsPerPass; ++g) {
+              if (g >= heads) break;
 #pragma GCC unroll 16
-                          for (int c = 0; c < kD16; ++c) _mm512_storeu_ps(o + g * d + 16 * c, acc[g][c]);
-                        }
-                      }
-                    }
-                  });
+              for (int c = 0; c < kD16; ++c) _mm512_storeu_ps(o + g * d + 16 * c, acc[g][c]);
+            }
+          }
+        }
+      });
 }
 
 template <class T>

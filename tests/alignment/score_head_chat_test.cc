@@ -126,7 +126,8 @@ class ScoreConversationsPolicy : public DecodingPolicy {
     submitted_ = true;
     for (size_t i = 0; i < conversations_.size(); ++i) {
       const Conversation& c = conversations_[i];
-      absl::StatusOr<int64_t> id = model_->Submit({c.prompt, c.response}, ctx);
+      absl::StatusOr<int64_t> id = model_->Submit(
+          {.prompt = c.prompt, .response = c.response, .response_token_ids = {}}, ctx);
       submit_status.push_back(id.status());
       if (id.ok()) conversation_of[*id] = i;
     }

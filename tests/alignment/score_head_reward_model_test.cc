@@ -67,7 +67,8 @@ TEST_CASE("Submit asks its scorer for the label's raw logit; Reward is that logi
   auto model = ScoreHeadRewardModel::Create(Text(), /*num_labels=*/3, /*scorer=*/2, /*label=*/1);
   REQUIRE(model.ok());
   RecordingContext ctx;
-  auto id = (*model)->Submit({"a question", "an answer"}, ctx);
+  auto id = (*model)->Submit(
+      {.prompt = "a question", .response = "an answer", .response_token_ids = {}}, ctx);
   REQUIRE(id.ok());
   CHECK(*id == -1);
   REQUIRE(ctx.requests.size() == 1);

@@ -282,6 +282,39 @@ TEST_CASE("one thread and three threads give bitwise equal results") {
   }
 }
 
+TEST_CASE("MatMulExactShared gives each weight exactly MatMulExact's result") {
+  ThreadPool one(1), two(2);
+  const int64_t k = 768;  // whole Q6_K blocks; the longest unchunked prefill row
+  // Mixed types and widths, as in a Q4_K_M layer; an empty weight; a width
+  // that is not a multiple of the decode group or the prefill tile.
+  const DType types[] = {DType::kQ4_1, DType::kQ6_K, DType::kQ8_0, DType::kF16};
+  const int64_t widths[] = {576, 0, 37, 192};
+  std::vector<std::vector<uint8_t>> ws;
+  for (int i = 0; i < 4; ++i) ws.push_back(MakeWeights(types[i], widths[i], k, 50 + i));
+  const std::vector<float> x = RandomActivations(70, k, 9);
+  for (CpuIsa isa : AvailableCpuIsas()) {
+    ScopedCpuIsaCap cap(isa);
+    for (ThreadPool* pool : {&one, &two}) {
+      for (int64_t m : {1, 3, 4, 64, 70}) {
+        std::vector<std::vector<float>> ys(4);
+        std::vector<MatMulExactPart> parts;
+        for (int i = 0; i < 4; ++i) {
+          ys[i].assign(m * widths[i] + 1, -7.0f);  // one guard element past the end
+          parts.push_back({ws[i].data(), types[i], widths[i], ys[i].data()});
+        }
+        MatMulExactShared(x.data(), m, k, parts, *pool);
+        for (int i = 0; i < 4; ++i) {
+          INFO("isa=" << CpuIsaName(isa) << " threads=" << pool->num_threads() << " m=" << m
+                      << " part " << i << " " << DTypeName(types[i]));
+          const std::vector<float> alone = RunExact(x, m, k, ws[i], types[i], widths[i], *pool);
+          CHECK(std::memcmp(ys[i].data(), alone.data(), alone.size() * sizeof(float)) == 0);
+          CHECK(ys[i].back() == -7.0f);
+        }
+      }
+    }
+  }
+}
+
 // Row lengths for the batch-invariance case: a k tail (float types), one
 // past the old 640-element prefill chunk, and K-quant rows of 2 and 3 blocks.
 std::vector<int64_t> InvarianceRowLengths(DType t) {

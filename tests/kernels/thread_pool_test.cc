@@ -1,11 +1,11 @@
 #include "kernels/thread_pool.h"
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
+#include <mutex>
 #include <thread>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 namespace alignserve {
 namespace {
@@ -24,6 +24,26 @@ TEST_CASE("ParallelFor covers every index exactly once") {
       }
     }
   }
+}
+
+TEST_CASE("chunks come in whole multiples of the thread count") {
+  // 240 items at a grain of 113 would make 3 chunks; on 2 threads one of
+  // them would do two thirds of the work. Expect 2 chunks of 120 instead.
+  ThreadPool pool(2);
+  std::mutex mu;
+  std::vector<int64_t> sizes;
+  pool.ParallelFor(240, 113, [&](int64_t b, int64_t e) {
+    std::lock_guard<std::mutex> lock(mu);
+    sizes.push_back(e - b);
+  });
+  CHECK(sizes == std::vector<int64_t>{120, 120});
+  // Past kChunksPerThread chunks per thread the cap is already a multiple.
+  sizes.clear();
+  pool.ParallelFor(1000, 1, [&](int64_t b, int64_t e) {
+    std::lock_guard<std::mutex> lock(mu);
+    sizes.push_back(e - b);
+  });
+  CHECK(sizes.size() == static_cast<size_t>(ThreadPool::kChunksPerThread * 2));
 }
 
 TEST_CASE("the pool is reusable across many jobs and after its workers slept") {

@@ -34,7 +34,9 @@ class ServerProcess {
   // Runs `alignserve serve --port 0 ARGS...` and waits (up to timeout_s)
   // for its "ready" line. ok() tells whether it came up.
   explicit ServerProcess(const std::vector<std::string>& args, int timeout_s = 120)
-      : ServerProcess(args, ServerProcessOptions{.timeout_s = timeout_s}) {}
+      : ServerProcess(
+            args, ServerProcessOptions{.env = {}, .wait_for_ready = true, .timeout_s = timeout_s}) {
+  }
   ServerProcess(const std::vector<std::string>& args, const ServerProcessOptions& options) {
     int pipe_fds[2];
     if (pipe(pipe_fds) != 0) return;
