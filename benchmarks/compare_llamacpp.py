@@ -10,8 +10,10 @@ machine noise hits both alike; prints medians and the ratios.
       [--decode-tokens 128] [--rounds 3] [--threads 2]
 
 llama-cpp-python is installed once into a virtual environment outside the
-repository (see benchmarks/README.md); run this script with that venv's
-python.
+repository (it builds llama.cpp from source with this machine's CPU flags):
+  python3 -m venv ~/.cache/alignserve/llamacpp-venv
+  ~/.cache/alignserve/llamacpp-venv/bin/pip install llama-cpp-python==0.3.36
+then run this script with that venv's python.
 """
 import argparse
 import json
