@@ -68,8 +68,9 @@ absl::Status ValidateMatMulExactWeight(DType w_type, int64_t k);
 // element is written (y is never read). Preconditions (checked, abort if
 // broken): ValidateMatMulExactWeight(w_type, k) is OK, m, n >= 0.
 // Allocates nothing once each thread's scratch has grown to kTileCols rows
-// of the largest k seen (and, once k > 384 at m > kMaxDecodeRows, a 64 KB
-// buffer that carries accumulators between k chunks).
+// of the largest k seen (and, once k is cut into chunks at m > kMaxDecodeRows:
+// past 768 with AVX-512, 384 with AVX2, a buffer of at most 32 KB that
+// carries accumulators between them).
 void MatMulExact(const float* x, int64_t m, int64_t k, const void* w, DType w_type, int64_t n,
                  float* y, ThreadPool& pool);
 

@@ -391,7 +391,7 @@ constexpr int64_t kMaxChunk = 384;
 constexpr int64_t kRowBlock = 64;
 constexpr int64_t kColTiles = (kTileCols + 2) / 3;
 // Accumulators of one row block: (kRowBlock / 4) x kColTiles tiles of 12
-// vectors of 8 floats (36 KB per thread, 32-byte aligned, allocated once).
+// vectors of 8 floats (18 KB per thread, 32-byte aligned, allocated once).
 constexpr int64_t kCarryFloats = kRowBlock / 4 * kColTiles * 12 * 8;
 static_assert(kRowBlock % 4 == 0);
 

@@ -398,7 +398,7 @@ void Dequant(const uint8_t* w, size_t w_stride, int64_t rows, int64_t k, float* 
 constexpr int64_t kMaxChunk = 384;
 constexpr int64_t kRowBlock = 64;
 // Accumulators of one row block: (kRowBlock / 4) x (kTileCols / 4) tiles of
-// 16 vectors of 16 floats (64 KB per thread, 64-byte aligned, allocated once).
+// 16 vectors of 16 floats (32 KB per thread, 64-byte aligned, allocated once).
 constexpr int64_t kCarryFloats = kRowBlock / 4 * (kTileCols / 4) * 16 * 16;
 static_assert(kTileCols % 4 == 0 && kRowBlock % 4 == 0);
 

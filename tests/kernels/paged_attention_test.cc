@@ -20,20 +20,20 @@
 namespace alignserve::cpu {
 namespace {
 
-constexpr int kBlock = 16, kBlocks = 96;
+constexpr int kBlocks = 160;  // enough for the contexts below at 8 slots a block
 
 struct Shape {
   int heads, kv_heads, dim;
 };
 
-// K and V of kBlocks blocks, random normal values stored as `type`; the
+// K and V of kBlocks blocks of `block` slots, random normal values stored as `type`; the
 // oracle reads `k_ref` / `v_ref`, the values as stored (f16-rounded).
 struct Cache {
   DType type;
   std::vector<uint8_t> k, v;
   std::vector<float> k_ref, v_ref;
-  Cache(DType t, const Shape& s) : type(t) {
-    const size_t elems = static_cast<size_t>(kBlocks) * kBlock * s.kv_heads * s.dim;
+  Cache(DType t, const Shape& s, int block) : type(t) {
+    const size_t elems = static_cast<size_t>(kBlocks) * block * s.kv_heads * s.dim;
     const size_t bytes = t == DType::kF16 ? 2 : 4;
     std::mt19937 rng(5);
     std::normal_distribution<float> n(0.0f, 1.0f);
@@ -87,8 +87,8 @@ Batch MakeBatch(const std::vector<int>& lens, const std::vector<std::vector<int3
   return b;
 }
 
-void CheckAttention(const Shape& shape_in, DType kv_type) {
-  const Cache cache(kv_type, shape_in);
+void CheckAttention(const Shape& shape_in, DType kv_type, int block) {
+  const Cache cache(kv_type, shape_in, block);
   // 300 and 700 span several slices; 17 crosses one block boundary.
   const std::vector<int> lens = {1, 17, 37, 300, 700};
   std::vector<int32_t> ids(kBlocks);
@@ -97,7 +97,7 @@ void CheckAttention(const Shape& shape_in, DType kv_type) {
   std::vector<std::vector<int32_t>> blocks;
   size_t next = 0;
   for (int len : lens) {
-    const int n = (len + kBlock - 1) / kBlock;
+    const int n = (len + block - 1) / block;
     blocks.emplace_back(ids.begin() + next, ids.begin() + next + n);
     next += n;
   }
@@ -109,7 +109,7 @@ void CheckAttention(const Shape& shape_in, DType kv_type) {
   std::vector<float> q(lens.size() * row);
   for (float& x : q) x = n(rng);
   const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
-  const AttentionShape shape{heads, kv_heads, dim, kBlock, scale};
+  const AttentionShape shape{heads, kv_heads, dim, block, scale};
   ThreadPool pool(2);
 
   const Batch all = MakeBatch(lens, blocks);
@@ -131,7 +131,7 @@ void CheckAttention(const Shape& shape_in, DType kv_type) {
       std::vector<double> w(lens[s]);
       double max_w = -1e300, sum = 0.0;
       for (int j = 0; j < lens[s]; ++j) {
-        const int64_t slot = int64_t{blocks[s][j / kBlock]} * kBlock + j % kBlock;
+        const int64_t slot = int64_t{blocks[s][j / block]} * block + j % block;
         const float* k = cache.k_ref.data() + (slot * kv_heads + g) * dim;
         double dot = 0.0;
         for (int i = 0; i < dim; ++i) dot += double{qh[i]} * k[i];
@@ -142,7 +142,7 @@ void CheckAttention(const Shape& shape_in, DType kv_type) {
       for (int i = 0; i < dim; ++i) {
         double o = 0.0;
         for (int j = 0; j < lens[s]; ++j) {
-          const int64_t slot = int64_t{blocks[s][j / kBlock]} * kBlock + j % kBlock;
+          const int64_t slot = int64_t{blocks[s][j / block]} * block + j % block;
           o += w[j] / sum * cache.v_ref[(slot * kv_heads + g) * dim + i];
         }
         worst = std::max(worst, std::fabs(alone[h * dim + i] - o));
@@ -159,10 +159,18 @@ TEST_CASE("paged attention equals softmax(QK^T)V and is independent of the batch
   for (CpuIsa isa : AvailableCpuIsas()) {
     const ScopedCpuIsaCap cap(isa);
     for (DType kv : {DType::kF32, DType::kF16}) {
-      for (Shape shape : {Shape{6, 2, 64}, Shape{4, 4, 128}, Shape{6, 2, 48}}) {
-        INFO("isa " << CpuIsaName(isa) << ", kv " << (kv == DType::kF16 ? "f16" : "f32")
-                    << ", heads " << shape.heads << "/" << shape.kv_heads << " of " << shape.dim);
-        CheckAttention(shape, kv);
+      // Query heads per KV head: 3, 1, 3, 4 (more than the AVX-512 value
+      // pass holds at 128 dims) and 6 (more than it holds at 64).
+      for (Shape shape : {Shape{6, 2, 64}, Shape{4, 4, 128}, Shape{6, 2, 48}, Shape{8, 2, 128},
+                          Shape{12, 2, 64}}) {
+        // Blocks of 16 (the default), 8, and 32 (more keys than one score
+        // group of the AVX-512 kernel).
+        for (int block : {16, 8, 32}) {
+          INFO("isa " << CpuIsaName(isa) << ", kv " << (kv == DType::kF16 ? "f16" : "f32")
+                      << ", heads " << shape.heads << "/" << shape.kv_heads << " of " << shape.dim
+                      << ", blocks of " << block);
+          CheckAttention(shape, kv, block);
+        }
       }
     }
   }
