@@ -1,5 +1,9 @@
 #include "kernels/cpu/cpu_backend.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -319,27 +323,47 @@ absl::Status CpuBackend::GatherRows(const DeviceBatch& batch, const Tensor& x, T
   return absl::OkStatus();
 }
 
+namespace {
+
+// The lowest index of the row's maximum, never a NaN (0 when all are NaN):
+// the host sampler's greedy choice. Two passes: the maximum (`v > m ? v :
+// m`, which skips NaN, is what SSE's maxps(v, m) computes lane by lane),
+// then the first element equal to it.
+int32_t RowArgMax(const float* row, int64_t cols) {
+  float max = -std::numeric_limits<float>::infinity();
+  int64_t c = 0;
+#if defined(__x86_64__)
+  __m128 m[4];
+  for (__m128& v : m) v = _mm_set1_ps(max);
+  for (; c + 16 <= cols; c += 16) {
+    for (int j = 0; j < 4; ++j) m[j] = _mm_max_ps(_mm_loadu_ps(row + c + 4 * j), m[j]);
+  }
+  alignas(16) float lanes[16];
+  for (int j = 0; j < 4; ++j) _mm_store_ps(lanes + 4 * j, m[j]);
+  for (float v : lanes) max = v > max ? v : max;
+#endif
+  for (; c < cols; ++c) max = row[c] > max ? row[c] : max;
+  for (c = 0; c < cols; ++c) {
+    if (row[c] == max) return static_cast<int32_t>(c);
+  }
+  return 0;
+}
+
+}  // namespace
+
 absl::Status CpuBackend::ArgMax(const Tensor& logits, Tensor& ids) {
   if (logits.dtype != DType::kF32 || ids.dtype != DType::kI32 || ids.elements() < logits.rows()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cpu backend: argmax of ", logits.ShapeString(), " into ", ids.ShapeString()));
   }
   const int64_t cols = logits.cols();
-  for (int64_t r = 0; r < logits.rows(); ++r) {
-    const float* row = logits.as<float>() + r * cols;
-    int32_t best = 0;
-    float best_value = -std::numeric_limits<float>::infinity();
-    bool found = false;
-    for (int64_t c = 0; c < cols; ++c) {
-      // Strictly greater keeps the lowest id on ties; NaN compares false.
-      if (row[c] > best_value || (!found && row[c] == best_value)) {
-        best_value = row[c];
-        best = static_cast<int32_t>(c);
-        found = true;
-      }
-    }
-    ids.as<int32_t>()[r] = best;
-  }
+  const float* data = logits.as<float>();
+  int32_t* out = ids.as<int32_t>();
+  pool_.ParallelFor(logits.rows(),
+                    std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(cols, 1)),
+                    [&](int64_t b, int64_t e) {
+                      for (int64_t r = b; r < e; ++r) out[r] = RowArgMax(data + r * cols, cols);
+                    });
   return absl::OkStatus();
 }
 
