@@ -121,6 +121,7 @@ struct Slice {
   int token;
   int begin;
   int end;
+  bool whole;  // the token's only slice: merged by the thread that ran it
 };
 
 // Combines the slices [first, last) of one token into `out` (num_heads * d
@@ -191,7 +192,8 @@ void PagedAttention(const DeviceBatch& batch, const AttentionShape& shape, const
     const int pieces = SlicesFor(n_ctx);
     for (int p = 0; p < pieces; ++p) {
       slices.push_back({t, static_cast<int>(static_cast<int64_t>(n_ctx) * p / pieces),
-                        static_cast<int>(static_cast<int64_t>(n_ctx) * (p + 1) / pieces)});
+                        static_cast<int>(static_cast<int64_t>(n_ctx) * (p + 1) / pieces),
+                        pieces == 1});
     }
   }
   const int64_t per_partial = static_cast<int64_t>(shape.num_heads) * (d + 2);
@@ -223,13 +225,18 @@ void PagedAttention(const DeviceBatch& batch, const AttentionShape& shape, const
           .out = partials[i],
       };
       kernel(args);
+      if (sl.whole) {
+        MergeSlices(partials, i, i + 1, shape.num_heads, d, out + sl.token * q_stride);
+      }
     }
   });
-  // Merge each token's adjacent slices into its output row.
+  // Merge each remaining token's adjacent slices into its output row.
   for (size_t first = 0; first < slices.size();) {
     size_t last = first + 1;
     while (last < slices.size() && slices[last].token == slices[first].token) ++last;
-    MergeSlices(partials, first, last, shape.num_heads, d, out + slices[first].token * q_stride);
+    if (!slices[first].whole) {
+      MergeSlices(partials, first, last, shape.num_heads, d, out + slices[first].token * q_stride);
+    }
     first = last;
   }
 }
