@@ -236,9 +236,9 @@ TEST_CASE("a client that disconnects mid-stream frees its KV blocks") {
                       R"("ignore_eos":true,"stream":true})"));
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     CHECK(KvUsage(s.port()) > 0.0);
-  }  // the client goes away mid-stream
-  double usage = 1.0;
-  for (int i = 0; i < 20 && usage > 0.0; ++i) {
+  }                    // the client goes away mid-stream
+  double usage = 1.0;  // freed within a step of noticing the disconnect; 5 s on a loaded machine
+  for (int i = 0; i < 100 && usage > 0.0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     usage = KvUsage(s.port());
   }
