@@ -19,9 +19,10 @@ With --binary A,B (two builds, e.g. before and after a change) and/or
 every binary runs with every variant in every round, side by side, each
 with its own ratio.
 
-A single stream's window is short (about 0.3 s for 64 tokens), so its
-rate moves by +-30% between runs on a shared VM; the medians over rounds
-are what to compare.
+A single stream's window is short (about 0.25 s for 64 tokens), so its
+rate moves by up to +-20% between runs on a shared VM: the baseline (the
+first concurrency) runs --baseline-repeats times in every round, and the
+medians over all its runs are what the ratios divide by.
 """
 import argparse
 import os
@@ -62,7 +63,9 @@ def main():
                    help="comma-separated concurrencies; the first is the baseline (default 1,...)")
     p.add_argument("--variants", default="",
                    help="';'-separated bench-offline flag sets, each run side by side")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    p.add_argument("--baseline-repeats", type=int, default=3,
+                   help="runs of the first concurrency in each round (its window is short)")
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--output-len", type=int, default=64)
     args, extra = p.parse_known_args()
@@ -74,19 +77,21 @@ def main():
     itls = {(name, c): [] for name in names for c in conc}
     for r in range(args.rounds):
         for c in conc:
-            for (binary, flags), name in zip(configs, names):
-                rate, itl = run_once(binary, c, args, extra + flags)
-                rates[name, c].append(rate)
-                if itl is not None:
-                    itls[name, c].append(itl)
-                print(f"round {r + 1}/{args.rounds}  {name}  C={c:<4d} decode {rate:8.1f} tok/s"
-                      + (f"  ITL p50 {itl:.2f} ms" if itl is not None else ""),
-                      file=sys.stderr, flush=True)
+            repeats = args.baseline_repeats if c == conc[0] else 1
+            for _ in range(repeats):
+                for (binary, flags), name in zip(configs, names):
+                    rate, itl = run_once(binary, c, args, extra + flags)
+                    rates[name, c].append(rate)
+                    if itl is not None:
+                        itls[name, c].append(itl)
+                    print(f"round {r + 1}/{args.rounds}  {name}  C={c:<4d} decode {rate:8.1f} tok/s"
+                          + (f"  ITL p50 {itl:.2f} ms" if itl is not None else ""),
+                          file=sys.stderr, flush=True)
     for name in names:
         base = statistics.median(rates[name, conc[0]])
         print(f"\n{name}, --prompt-len {args.prompt_len} --output-len {args.output_len} "
               + " ".join(extra))
-        print(f"| C | decode tok/s (median of {args.rounds}) | min - max | x C = {conc[0]} "
+        print(f"| C | decode tok/s (median of {args.rounds} rounds) | min - max | x C = {conc[0]} "
               "| ITL p50 (median) |")
         print("|---|---|---|---|---|")
         for c in conc:
