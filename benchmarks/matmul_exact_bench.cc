@@ -12,6 +12,8 @@
 //   matmul_exact_bench --exact-only --shape BF16:576:1536 --rows 1,8,64,512
 //                                MatMulExact alone on the given shapes (any
 //                                supported type), without the preamble
+//   matmul_exact_bench --i16     MatMulExact against MatMulI16 (16-bit
+//                                activations), without the preamble
 // ALIGNSERVE_NUM_THREADS sizes the pool; ALIGNSERVE_CPU_ISA caps the ISA.
 // GCC 12's own AVX-512 headers trip -Wuninitialized (the deliberately
 // undefined pass-through operand of the unmasked conversions).
@@ -38,6 +40,7 @@
 #include "kernels/cpu/fp16.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_exact.h"
+#include "kernels/cpu/matmul_i16.h"
 #include "kernels/dtype.h"
 #include "kernels/thread_pool.h"
 
@@ -233,9 +236,31 @@ void Compare(const Shape& s, int64_t m, ThreadPool& pool) {
   std::fflush(stdout);
 }
 
+// MatMulExact against MatMulI16: wall us and GFLOP/s of each, and the ratio.
+void CompareI16(const Shape& s, int64_t m, ThreadPool& pool) {
+  const std::vector<uint8_t> w = MakeWeights(s.type, s.n, s.k);
+  std::vector<float> x(m * s.k), y(m * s.n);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal;
+  for (float& v : x) v = normal(rng);
+  const Timing exact =
+      MedianPerCall([&] { MatMulExact(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
+  const Timing i16 =
+      MedianPerCall([&] { MatMulI16(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
+  const double gflop = 2e-9 * m * s.n * s.k;
+  std::printf(
+      "%-5s %-8s %5lld->%-5lld m=%-4lld exact %9.1f us %6.1f GF/s | i16 %9.1f us %6.1f "
+      "GF/s | exact/i16 %5.2f\n",
+      std::string(DTypeName(s.type)).c_str(), s.name, static_cast<long long>(s.k),
+      static_cast<long long>(s.n), static_cast<long long>(m), exact.wall * 1e6, gflop / exact.wall,
+      i16.wall * 1e6, gflop / i16.wall, exact.wall / i16.wall);
+  std::fflush(stdout);
+}
+
 struct Options {
   bool quick = false;
   bool exact_only = false;
+  bool i16 = false;
   std::vector<Shape> shapes;  // empty: kShapes
   std::vector<int64_t> rows;  // empty: the default list
 };
@@ -270,9 +295,11 @@ std::vector<int64_t> ParseRows(const std::string& list) {
 }
 
 constexpr char kUsage[] =
-    "usage: matmul_exact_bench [--quick] [--exact-only] [--shape TYPE:K:N]... [--rows M,M,...]\n"
+    "usage: matmul_exact_bench [--quick] [--exact-only | --i16] [--shape TYPE:K:N]... "
+    "[--rows M,M,...]\n"
     "  --quick        m = 1 and 128 only\n"
     "  --exact-only   time MatMulExact alone (no MatMul, no peak/threading/accuracy preamble)\n"
+    "  --i16          MatMulExact against MatMulI16 (Q4_0, Q4_1, Q8_0 shapes), no preamble\n"
     "  --shape        a weight type (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K),\n"
     "                 k and n; repeatable; replaces the SmolLM2-135M default shapes\n"
     "  --rows         the m values (default 1,16,128,512)\n"
@@ -287,6 +314,8 @@ std::optional<Options> ParseOptions(int argc, char** argv) {
       o.quick = true;
     } else if (arg == "--exact-only") {
       o.exact_only = true;
+    } else if (arg == "--i16") {
+      o.i16 = true;
     } else if (arg == "--shape" && has_value) {
       const std::optional<Shape> shape = ParseShape(argv[++i]);
       if (!shape) return std::nullopt;
@@ -314,6 +343,14 @@ void Run(const Options& options) {
   if (options.exact_only) {
     for (const Shape& s : shapes) {
       for (int64_t m : rows) TimeExact(s, m, pool);
+    }
+    return;
+  }
+  if (options.i16) {
+    std::printf("MatMulI16 kernels: %s\n", std::string(CpuIsaName(MatMulI16KernelIsa())).c_str());
+    for (const Shape& s : shapes) {
+      if (!MatMulI16Supports(s.type)) continue;
+      for (int64_t m : rows) CompareI16(s, m, pool);
     }
     return;
   }

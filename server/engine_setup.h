@@ -37,6 +37,9 @@ struct EngineFlags {
   float kv_cache_gib = 1.0f;  // KV budget where the device has no memory of its own (CPU)
   // auto (the backend's own: f32 on the CPU, bf16 on CUDA), f32, f16, bf16.
   std::string kv_cache_dtype = "auto";
+  // CPU matrix products: auto (ALIGNSERVE_CPU_MATMUL, else exact), exact,
+  // i16 or int8 (kernels/cpu/cpu_backend.h).
+  std::string cpu_matmul = "auto";
   // Sample every non-greedy row on the host, also on a GPU (copies whole
   // logits rows; for comparisons).
   bool host_sampling = false;
@@ -51,9 +54,11 @@ absl::Status CheckEngineFlags(const EngineFlags& f);
 // default). InvalidArgument for another name.
 absl::StatusOr<std::optional<DType>> KvCacheDtypeFromFlag(std::string_view value);
 
-// "cpu", "cuda" (device 0) or "cuda:N". InvalidArgument for another name;
-// Unavailable when this build has no CUDA or the machine has no such GPU.
-absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device);
+// "cpu", "cuda" (device 0) or "cuda:N". InvalidArgument for another name
+// or a bad cpu_matmul (the --cpu-matmul value; CPU only); Unavailable when
+// this build has no CUDA or the machine has no such GPU.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device,
+                                                       std::string_view cpu_matmul = "auto");
 
 // Creates the backend, loads the model, sizes the KV cache and builds the
 // engine (which owns backend and model). cpu_num_blocks: the KV blocks to

@@ -21,6 +21,7 @@ namespace {
 struct GenerateFlags {
   std::string model = "default";
   std::string device = "cpu";
+  std::string cpu_matmul = "auto";
   std::string prompt;
   std::string system;
   bool chat = false;
@@ -50,7 +51,7 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const GenerateFlags& f, const Mod
 }
 
 absl::Status Generate(const GenerateFlags& f) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(f.device));
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(f.device, f.cpu_matmul));
   const Clock::time_point load_start = Clock::now();
   ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> loaded, LoadModel(f.model, *backend));
   Model& model = *loaded->model;
@@ -106,6 +107,8 @@ int RunGenerate(int argc, char** argv) {
                  "and decode speed to stderr.");
   args.AddString("model", &f.model, "a .gguf file, a Hugging Face model folder, or 'default'");
   args.AddString("device", &f.device, "cpu, cuda (GPU 0) or cuda:N");
+  args.AddString("cpu-matmul", &f.cpu_matmul,
+                 "CPU matrix products: exact, i16, int8 or auto (see 'serve --help')");
   args.AddString("prompt", &f.prompt, "the prompt text");
   args.AddBool("chat", &f.chat, "wrap the prompt as a user turn in the model's chat template");
   args.AddString("system", &f.system, "system message for --chat");

@@ -5,9 +5,11 @@
 #endif
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_exact.h"
+#include "kernels/cpu/matmul_i16.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/vector_ops.h"
 #include "kernels/status_macros.h"
@@ -75,10 +78,28 @@ absl::Status CheckSameShape(const Tensor& a, const Tensor& b, const char* op) {
 
 }  // namespace
 
+absl::StatusOr<MatmulMode> MatmulModeFromName(std::string_view name) {
+  if (name == "exact") return MatmulMode::kExact;
+  if (name == "i16") return MatmulMode::kInt16Activations;
+  if (name == "int8") return MatmulMode::kInt8Activations;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the CPU matmul mode must be exact, i16 or int8, got '", std::string(name), "'"));
+}
+
 MatmulMode MatmulModeFromEnv() {
   const char* env = std::getenv("ALIGNSERVE_CPU_MATMUL");
-  if (env != nullptr && std::string_view(env) == "int8") return MatmulMode::kInt8Activations;
-  return MatmulMode::kExact;
+  if (env == nullptr || *env == '\0') return MatmulMode::kExact;
+  absl::StatusOr<MatmulMode> mode = MatmulModeFromName(env);
+  if (!mode.ok()) {
+    static const bool reported = [&] {
+      std::fprintf(stderr, "alignserve: ALIGNSERVE_CPU_MATMUL ignored: %s\n",
+                   std::string(mode.status().message()).c_str());
+      return true;
+    }();
+    (void)reported;
+    return MatmulMode::kExact;
+  }
+  return *mode;
 }
 
 CpuBackend::CpuBackend(ThreadPool* pool, MatmulMode mode)
@@ -100,8 +121,12 @@ absl::Status CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
 }
 
 bool CpuBackend::SupportsWeightType(DType dtype) const {
-  return matmul_mode_ == MatmulMode::kExact ? MatMulExactSupports(dtype)
-                                            : ::alignserve::MatMulSupports(dtype);
+  return matmul_mode_ == MatmulMode::kInt8Activations ? ::alignserve::MatMulSupports(dtype)
+                                                      : MatMulExactSupports(dtype);
+}
+
+bool CpuBackend::UsesI16(DType w_type) const {
+  return matmul_mode_ == MatmulMode::kInt16Activations && MatMulI16Supports(w_type);
 }
 
 bool CpuBackend::SupportsKvCacheDtype(DType dtype) const {
@@ -206,11 +231,13 @@ void CpuBackend::AddBias(const Tensor* bias, Tensor& y) {
 
 absl::Status CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
   RETURN_IF_ERROR(CheckMatMul(x, w, y));
-  if (matmul_mode_ == MatmulMode::kExact) {
-    MatMulExact(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(), y.as<float>(), pool_);
-  } else {
+  if (UsesI16(w.dtype)) {
+    MatMulI16(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(), y.as<float>(), pool_);
+  } else if (matmul_mode_ == MatmulMode::kInt8Activations) {
     ::alignserve::MatMul(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(),
                          y.as<float>(), pool_);
+  } else {
+    MatMulExact(x.as<float>(), x.rows(), x.cols(), w.data, w.dtype, w.rows(), y.as<float>(), pool_);
   }
   AddBias(bias, y);
   return absl::OkStatus();
@@ -219,16 +246,26 @@ absl::Status CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* 
 absl::Status CpuBackend::MatMulShared(const Tensor& x, std::span<const MatMulTarget> targets) {
   // Every product is checked before any runs: a bad one writes nothing.
   for (const MatMulTarget& t : targets) RETURN_IF_ERROR(CheckMatMul(x, *t.w, *t.y));
-  if (matmul_mode_ != MatmulMode::kExact || targets.size() > kMaxSharedParts) {
+  // One job when every weight takes the same kernel family.
+  const bool all_i16 = std::all_of(targets.begin(), targets.end(),
+                                   [&](const MatMulTarget& t) { return UsesI16(t.w->dtype); });
+  const bool all_exact = std::none_of(targets.begin(), targets.end(),
+                                      [&](const MatMulTarget& t) { return UsesI16(t.w->dtype); }) &&
+                         matmul_mode_ != MatmulMode::kInt8Activations;
+  if (!(all_i16 || all_exact) || targets.size() > kMaxSharedParts) {
     return Backend::MatMulShared(x, targets);
   }
-  MatMulExactPart parts[kMaxSharedParts];
+  MatMulPart parts[kMaxSharedParts];
   for (size_t i = 0; i < targets.size(); ++i) {
     const MatMulTarget& t = targets[i];
     parts[i] = {t.w->data, t.w->dtype, t.w->rows(), t.y->as<float>()};
   }
-  MatMulExactShared(x.as<float>(), x.rows(), x.cols(),
-                    std::span<const MatMulExactPart>(parts, targets.size()), pool_);
+  const std::span<const MatMulPart> part_span(parts, targets.size());
+  if (all_i16) {
+    MatMulI16Shared(x.as<float>(), x.rows(), x.cols(), part_span, pool_);
+  } else {
+    MatMulExactShared(x.as<float>(), x.rows(), x.cols(), part_span, pool_);
+  }
   for (const MatMulTarget& t : targets) AddBias(t.bias, *t.y);
   return absl::OkStatus();
 }

@@ -4,9 +4,13 @@
 // Matrix products: by default MatMulExact (kernels/cpu/matmul_exact.h), which
 // equals dequantizing the weights and multiplying in f32, so this backend
 // agrees with transformers to float rounding and can serve as the oracle
-// for other backends. MatmulMode::kInt8Activations selects the llama.cpp-
-// style kernels (kernels/cpu/matmul.h) that round activations to 8 bits:
-// faster on cache-resident decode matrices, with logit errors of order 1.
+// for other backends. MatmulMode::kInt16Activations rounds activations to
+// 16 bits per 32-element block and sums Q4_0/Q4_1/Q8_0 products exactly in
+// integers (kernels/cpu/matmul_i16.h; other weight types stay exact): up to
+// 1.7x faster batched products, batch invariant like the exact mode, logit
+// errors ~1e-2. MatmulMode::kInt8Activations selects the llama.cpp-style
+// kernels (kernels/cpu/matmul.h) that round activations to 8 bits: faster
+// on cache-resident decode matrices, with logit errors of order 1.
 // Activations are f32; the KV cache is f32 (exact) unless SetKvCacheDtype
 // chose f16 (half the bytes that decode attention reads, values rounded to
 // binary16 as they are written); weights may be any type
@@ -22,9 +26,12 @@
 
 namespace alignserve {
 
-enum class MatmulMode { kExact, kInt8Activations };
+enum class MatmulMode { kExact, kInt16Activations, kInt8Activations };
 
-// ALIGNSERVE_CPU_MATMUL=exact|int8 (default exact).
+// "exact", "i16" or "int8"; InvalidArgument for another name.
+absl::StatusOr<MatmulMode> MatmulModeFromName(std::string_view name);
+// ALIGNSERVE_CPU_MATMUL=exact|i16|int8 (default exact; an unknown value is
+// reported on stderr once and ignored).
 MatmulMode MatmulModeFromEnv();
 
 class CpuBackend final : public Backend {
@@ -65,6 +72,8 @@ class CpuBackend final : public Backend {
   absl::Status ArgMax(const Tensor& logits, Tensor& ids) override;
 
  private:
+  // Whether a product by a weight of this type runs MatMulI16.
+  bool UsesI16(DType w_type) const;
   // MatMul's shape and weight-type checks.
   absl::Status CheckMatMul(const Tensor& x, const Tensor& w, const Tensor& y) const;
   static void AddBias(const Tensor* bias, Tensor& y);

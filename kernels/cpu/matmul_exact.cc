@@ -214,7 +214,7 @@ CpuIsa MatMulExactKernelIsa() {
   return isa >= CpuIsa::kAvx512Bw ? CpuIsa::kAvx512Bw : isa;
 }
 
-void MatMulExactShared(const float* x, int64_t m, int64_t k, std::span<const MatMulExactPart> parts,
+void MatMulExactShared(const float* x, int64_t m, int64_t k, std::span<const MatMulPart> parts,
                        ThreadPool& pool) {
   if (parts.size() > static_cast<size_t>(kMaxSharedParts)) {
     Die(absl::InvalidArgumentError(
@@ -223,7 +223,7 @@ void MatMulExactShared(const float* x, int64_t m, int64_t k, std::span<const Mat
   if (m < 0) Die(absl::InvalidArgumentError("negative m"));
   Job job{x, m, k, m <= kMaxDecodeRows ? kDecodeGroup : kTileCols, 0, {}};
   int64_t units = 0;
-  for (const MatMulExactPart& p : parts) {
+  for (const MatMulPart& p : parts) {
     if (absl::Status s = ValidateMatMulExactWeight(p.w_type, k); !s.ok()) Die(s);
     if (p.n < 0) Die(absl::InvalidArgumentError("negative n"));
     if (p.n == 0) continue;
@@ -255,8 +255,8 @@ void MatMulExactShared(const float* x, int64_t m, int64_t k, std::span<const Mat
 
 void MatMulExact(const float* x, int64_t m, int64_t k, const void* w, DType w_type, int64_t n,
                  float* y, ThreadPool& pool) {
-  const MatMulExactPart part{w, w_type, n, y};
-  MatMulExactShared(x, m, k, std::span<const MatMulExactPart>(&part, 1), pool);
+  const MatMulPart part{w, w_type, n, y};
+  MatMulExactShared(x, m, k, std::span<const MatMulPart>(&part, 1), pool);
 }
 
 }  // namespace alignserve

@@ -51,6 +51,7 @@
 
 #include "absl/status/status.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/matmul_part.h"
 #include "kernels/dtype.h"
 #include "kernels/thread_pool.h"
 
@@ -74,23 +75,13 @@ absl::Status ValidateMatMulExactWeight(DType w_type, int64_t k);
 void MatMulExact(const float* x, int64_t m, int64_t k, const void* w, DType w_type, int64_t n,
                  float* y, ThreadPool& pool);
 
-// One weight of MatMulExactShared: n rows of RowBytes(w_type, k) bytes and
-// its output y [m, n] (row stride n).
-struct MatMulExactPart {
-  const void* w;
-  DType w_type;
-  int64_t n;
-  float* y;
-};
-inline constexpr int kMaxSharedParts = 4;
-
 // MatMulExact of one input against up to kMaxSharedParts weights (the Q/K/V
 // or gate/up projections of a layer) as one job: the columns of all of them
 // are split over the pool together, so small products no longer run one
 // after the other on one thread and the pool joins once. Each y equals
 // MatMulExact(x, m, k, w, w_type, n, y) bit for bit. Preconditions as
 // MatMulExact's, for every part (checked, abort if broken).
-void MatMulExactShared(const float* x, int64_t m, int64_t k, std::span<const MatMulExactPart> parts,
+void MatMulExactShared(const float* x, int64_t m, int64_t k, std::span<const MatMulPart> parts,
                        ThreadPool& pool);
 
 // The ISA level whose kernels MatMulExact runs under the active cap.

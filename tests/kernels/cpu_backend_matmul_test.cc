@@ -37,7 +37,8 @@ TEST_CASE("MatMulShared equals MatMul for each weight, bias included") {
     w.push_back(HalfWeights(widths[i], k, 10 + i));
     bias.push_back(Random(widths[i], 20 + i));
   }
-  for (MatmulMode mode : {MatmulMode::kExact, MatmulMode::kInt8Activations}) {
+  for (MatmulMode mode :
+       {MatmulMode::kExact, MatmulMode::kInt16Activations, MatmulMode::kInt8Activations}) {
     CpuBackend backend(&pool, mode);
     for (int64_t m : {1, 5, 33}) {
       std::vector<float> x = Random(m * k, 7);
