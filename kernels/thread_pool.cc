@@ -48,8 +48,8 @@ bool ThreadPool::AwaitJob(uint64_t seen) {
 
 void ThreadPool::RunChunks() {
   for (int64_t c; (c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) < job_.num_chunks;) {
-    const int64_t begin = c * job_.chunk;
-    (*job_.fn)(begin, std::min(job_.n, begin + job_.chunk));
+    // Even cuts: chunk sizes differ by at most one item.
+    (*job_.fn)(c * job_.n / job_.num_chunks, (c + 1) * job_.n / job_.num_chunks);
   }
 }
 
@@ -80,8 +80,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
     return;
   }
   std::lock_guard<std::mutex> call_lock(call_mu_);
-  const int64_t chunk = (n + max_chunks - 1) / max_chunks;
-  job_ = Job{&fn, n, chunk, (n + chunk - 1) / chunk};
+  job_ = Job{&fn, n, max_chunks};
   next_chunk_.store(0, std::memory_order_relaxed);
   closed_.store(false);
   generation_.fetch_add(1);  // publishes job_; seq_cst: before the sleeping_ read

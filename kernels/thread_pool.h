@@ -47,9 +47,10 @@ class ThreadPool {
 
   // Calls fn(begin, end) over disjoint chunks covering [0, n), on any of the
   // pool's threads; returns when all are done. `grain` is the work worth a
-  // chunk: [0, n) is cut into at most ceil(n / grain) equal chunks (at most
-  // kChunksPerThread per thread, and a whole multiple of the thread count
-  // when more than one per thread); n <= grain runs inline.
+  // chunk: [0, n) is cut into at most ceil(n / grain) chunks whose sizes
+  // differ by at most one (at most kChunksPerThread per thread, and a whole
+  // multiple of the thread count when more than one per thread); n <= grain
+  // runs inline.
   void ParallelFor(int64_t n, int64_t grain,
                    const std::function<void(int64_t begin, int64_t end)>& fn);
 
@@ -57,7 +58,6 @@ class ThreadPool {
   struct Job {
     const std::function<void(int64_t, int64_t)>* fn = nullptr;
     int64_t n = 0;
-    int64_t chunk = 0;
     int64_t num_chunks = 0;
   };
 

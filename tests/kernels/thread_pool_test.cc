@@ -1,5 +1,6 @@
 #include "kernels/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -44,6 +45,15 @@ TEST_CASE("chunks come in whole multiples of the thread count") {
     sizes.push_back(e - b);
   });
   CHECK(sizes.size() == static_cast<size_t>(ThreadPool::kChunksPerThread * 2));
+  // Cuts are even: 36 items in 8 chunks are 4 of 4 and 4 of 5 (ceil-sized
+  // chunks would be seven of 5 and one of 1, and a thread could draw 20).
+  sizes.clear();
+  pool.ParallelFor(36, 1, [&](int64_t b, int64_t e) {
+    std::lock_guard<std::mutex> lock(mu);
+    sizes.push_back(e - b);
+  });
+  std::sort(sizes.begin(), sizes.end());
+  CHECK(sizes == std::vector<int64_t>{4, 4, 4, 4, 5, 5, 5, 5});
 }
 
 TEST_CASE("the pool is reusable across many jobs and after its workers slept") {
