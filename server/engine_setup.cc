@@ -40,7 +40,7 @@ void AddEngineFlags(ArgParser& args, EngineFlags* f) {
                  "CPU matrix products: exact (f32, the reference), i16 (activations rounded to 16 "
                  "bits per 32, integer sums: up to 1.7x faster batches, logits within ~1e-2), "
                  "int8 (llama.cpp-style 8-bit activations, logits within ~2) or auto "
-                 "(ALIGNSERVE_CPU_MATMUL, else exact)");
+                 "(ALIGNSERVE_CPU_MATMUL, else i16 on CPUs with AVX512-VNNI, exact elsewhere)");
   args.AddBool("skip-tokenizer-init", &f->skip_tokenizer_init,
                "load no tokenizer: token ids in and out, no text (a checkpoint without one)");
   args.AddBool("enforce-eager", &f->enforce_eager,
@@ -86,7 +86,7 @@ absl::StatusOr<std::optional<DType>> KvCacheDtypeFromFlag(std::string_view value
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device,
                                                        std::string_view cpu_matmul) {
   if (device == "cpu") {
-    MatmulMode mode = MatmulModeFromEnv();
+    MatmulMode mode = ServingMatmulMode();
     if (cpu_matmul != "auto") {
       absl::StatusOr<MatmulMode> named = MatmulModeFromName(cpu_matmul);
       if (!named.ok()) {

@@ -37,8 +37,9 @@ struct EngineFlags {
   float kv_cache_gib = 1.0f;  // KV budget where the device has no memory of its own (CPU)
   // auto (the backend's own: f32 on the CPU, bf16 on CUDA), f32, f16, bf16.
   std::string kv_cache_dtype = "auto";
-  // CPU matrix products: auto (ALIGNSERVE_CPU_MATMUL, else exact), exact,
-  // i16 or int8 (kernels/cpu/cpu_backend.h).
+  // CPU matrix products: auto (ServingMatmulMode(): ALIGNSERVE_CPU_MATMUL,
+  // else i16 with AVX512-VNNI, exact without), exact, i16 or int8
+  // (kernels/cpu/cpu_backend.h).
   std::string cpu_matmul = "auto";
   // Sample every non-greedy row on the host, also on a GPU (copies whole
   // logits rows; for comparisons).

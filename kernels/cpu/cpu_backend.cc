@@ -102,6 +102,13 @@ MatmulMode MatmulModeFromEnv() {
   return *mode;
 }
 
+MatmulMode ServingMatmulMode() {
+  const char* env = std::getenv("ALIGNSERVE_CPU_MATMUL");
+  if (env != nullptr && *env != '\0') return MatmulModeFromEnv();
+  return MatMulI16KernelIsa() == CpuIsa::kAvx512 ? MatmulMode::kInt16Activations
+                                                 : MatmulMode::kExact;
+}
+
 CpuBackend::CpuBackend(ThreadPool* pool, MatmulMode mode)
     : pool_(pool ? *pool : DefaultThreadPool()), matmul_mode_(mode) {}
 

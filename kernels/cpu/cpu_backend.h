@@ -31,8 +31,13 @@ enum class MatmulMode { kExact, kInt16Activations, kInt8Activations };
 // "exact", "i16" or "int8"; InvalidArgument for another name.
 absl::StatusOr<MatmulMode> MatmulModeFromName(std::string_view name);
 // ALIGNSERVE_CPU_MATMUL=exact|i16|int8 (default exact; an unknown value is
-// reported on stderr once and ignored).
+// reported on stderr once and ignored). What CpuBackend() uses: the
+// reference numerics unless asked otherwise.
 MatmulMode MatmulModeFromEnv();
+// The mode the server runs with when --cpu-matmul is auto:
+// ALIGNSERVE_CPU_MATMUL when set, else i16 where the CPU has AVX512-VNNI
+// (its fast kernels) and exact elsewhere.
+MatmulMode ServingMatmulMode();
 
 class CpuBackend final : public Backend {
  public:
