@@ -2,15 +2,17 @@
 // compiled for VNNI; matmul_i16.cc calls in only when the CPU has it.
 //
 // A tile is 16 weight rows (outputs), one per lane. Each block of 32
-// weights is transposed and unpacked once into 16 registers W[p]: lane j of
+// weights is transposed and unpacked once into 16 vectors W[p]: lane j of
 // W[p] holds the int16 pair of row j that meets activation dword p
 // (activations are stored with each group of 4 in the order 0, 2, 1, 3, so a
-// dword is the pair (q0, q2) or (q1, q3)). Then, with W held in registers,
-// every activation row adds vpdpwssd(W[p], broadcast dword p) for p = 0..15
-// into int32 lanes: the 16 outputs' exact block sums. The float steps that
-// follow are the canonical ones of matmul_i16.h, lane by lane, on the row's
-// 16 outputs, which stay in y between blocks (L1: 64 bytes a row). The rows
-// are independent, so the out-of-order core overlaps their dpwssd chains.
+// dword is the pair (q0, q2) or (q1, q3)). Up to kChunkBlocks blocks are
+// unpacked at a time into thread-local scratch (27 KB: L1); then groups of 8
+// activation rows run over the chunk, each row adding vpdpwssd(W[p],
+// broadcast dword p) for p = 0..15 into int32 lanes (the 16 outputs' exact
+// block sums; 8 rows give the 8 independent chains that keep both VNNI pipes
+// busy) and applying the canonical float steps of matmul_i16.h, lane by
+// lane, to its 16 outputs held in a register. Between chunks the outputs
+// wait in y.
 #pragma GCC target("avx512vnni")
 
 // GCC 12's own AVX-512 headers trip -Wuninitialized (the deliberate
@@ -131,9 +133,9 @@ inline __m512i DotPairs(__m512i acc, __m512i w, const int16_t* p) {
   return acc;
 }
 
-// The thread's unpacked blocks of one tile: kChunkBlocks at a time (18 KB,
+// The thread's unpacked blocks of one tile: up to kChunkBlocks at a time (27 KB,
 // L1), so every row group reloads W from L1 instead of unpacking it again.
-constexpr int64_t kChunkBlocks = 16;
+constexpr int64_t kChunkBlocks = 24;
 struct alignas(64) Chunk {
   __m512i w[kChunkBlocks][kPairs];
   __m512 d[kChunkBlocks];
@@ -232,8 +234,12 @@ void Tile(const QuantizedRows& a, const uint8_t* w, size_t w_stride, int64_t c0,
   const int64_t nb = a.k / kBlock;
   const size_t prefetch_step = (next_bytes / nb + 63) / 64 * 64;
   Chunk& chunk = ThreadChunk();
-  for (int64_t b0 = 0; b0 < nb; b0 += kChunkBlocks) {
-    const int64_t nbc = std::min(kChunkBlocks, nb - b0);
+  // Even chunks (18 blocks: one chunk, not 16 + 2): every chunk parks and
+  // reloads the rows' outputs, which a short one does not repay.
+  const int64_t chunks = (nb + kChunkBlocks - 1) / kChunkBlocks;
+  const int64_t chunk_blocks = (nb + chunks - 1) / chunks;
+  for (int64_t b0 = 0; b0 < nb; b0 += chunk_blocks) {
+    const int64_t nbc = std::min(chunk_blocks, nb - b0);
     for (int64_t i = 0; i < nbc; ++i) {
       PrepareBlock<kType>(rows, scale_at, b0 + i, chunk.w[i], chunk.d[i], chunk.mn[i]);
       const size_t at = static_cast<size_t>(b0 + i) * prefetch_step;

@@ -96,8 +96,9 @@ TEST_CASE("the AVX-512 kernels equal the scalar reference bit for bit") {
   }
   ThreadPool pool(2);
   for (DType t : kTypes) {
-    // 17 blocks: a chunk and one more; 48: three chunks.
-    for (int64_t k : {32, 96, 17 * 32, 1536}) {
+    // Chunks of at most 24 blocks, cut evenly: 18 blocks are one chunk,
+    // 25 are 13 + 12, 49 are 17 + 16 + 16.
+    for (int64_t k : {32, 96, 18 * 32, 25 * 32, 49 * 32}) {
       for (int64_t n : {1, 15, 16, 17, 40}) {
         const std::vector<uint8_t> w = MakeWeights(t, n, k, static_cast<uint32_t>(k + n));
         const std::vector<float> x = SpikyActivations(70, k, static_cast<uint32_t>(n));
