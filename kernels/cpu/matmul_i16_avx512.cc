@@ -81,15 +81,20 @@ inline void Transpose16x4(const uint8_t* const rows[16], size_t offset, __m512i 
 }
 
 // One block of a tile: the weights unpacked into w[16], the scales d and
-// (Q4 types) the offsets mn. `scale_at` is lane j's byte offset of row j
-// from rows[0].
+// (Q4 types) the offsets mn.
 template <DType kType>
-inline void PrepareBlock(const uint8_t* const rows[16], __m512i scale_at, int64_t b, __m512i w[16],
-                         __m512& d, __m512& mn) {
+inline void PrepareBlock(const uint8_t* const rows[16], int64_t b, __m512i w[16], __m512& d,
+                         __m512& mn) {
   using L = Layout<kType>;
   const size_t base = static_cast<size_t>(b) * L::kBytes;
   // The first 4 bytes of each row's block: d (and m) as fp16.
-  const __m512i head = _mm512_i32gather_epi32(scale_at, rows[0] + base, 1);
+  // The heads through a small stack array: scalar loads and stores run on
+  // the integer side, where a 16-lane gather cost a quarter of a
+  // single-row product.
+  alignas(64) uint32_t heads[16];
+  for (int j = 0; j < 16; ++j) std::memcpy(&heads[j], rows[j] + base, sizeof(uint32_t));
+  const __m512i head = _mm512_load_si512(heads);
+
   d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head));
   if constexpr (kType == DType::kQ8_0) {
     // Dword i of the quants is elements 4i..4i+3 (int8): words (e0, e2) and
@@ -222,10 +227,6 @@ void Tile(const QuantizedRows& a, const uint8_t* w, size_t w_stride, int64_t c0,
   // Lanes past the last column reread its row; their outputs are masked.
   const uint8_t* rows[16];
   for (int j = 0; j < 16; ++j) rows[j] = w + (c0 + std::min<int64_t>(j, cols - 1)) * w_stride;
-  const __m512i scale_at = _mm512_mullo_epi32(
-      _mm512_min_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                       _mm512_set1_epi32(static_cast<int32_t>(cols - 1))),
-      _mm512_set1_epi32(static_cast<int32_t>(w_stride)));
   const __mmask16 mask = static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
   // The next tile's rows (contiguous) are fetched while this one computes:
   // 16 rows read block by block are more streams than the prefetchers follow.
@@ -241,7 +242,7 @@ void Tile(const QuantizedRows& a, const uint8_t* w, size_t w_stride, int64_t c0,
   for (int64_t b0 = 0; b0 < nb; b0 += chunk_blocks) {
     const int64_t nbc = std::min(chunk_blocks, nb - b0);
     for (int64_t i = 0; i < nbc; ++i) {
-      PrepareBlock<kType>(rows, scale_at, b0 + i, chunk.w[i], chunk.d[i], chunk.mn[i]);
+      PrepareBlock<kType>(rows, b0 + i, chunk.w[i], chunk.d[i], chunk.mn[i]);
       const size_t at = static_cast<size_t>(b0 + i) * prefetch_step;
       for (size_t o = at; o < std::min(at + prefetch_step, next_bytes); o += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(next + o), _MM_HINT_T0);
