@@ -80,6 +80,41 @@ inline void Transpose16x4(const uint8_t* const rows[16], size_t offset, __m512i 
   g[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
+// g[i] lane j = the i-th dword of the 32 bytes at rows[j] + offset, i < 8.
+inline void Transpose16x8(const uint8_t* const rows[16], size_t offset, __m512i g[8]) {
+  __m512i z[8];
+  for (int a = 0; a < 8; ++a) {
+    z[a] = _mm512_inserti64x4(
+        _mm512_castsi256_si512(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[a] + offset))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[a + 8] + offset)), 1);
+  }
+  // 128-bit lanes of z[a]: row a dwords 0-3 and 4-7, row a + 8 dwords 0-3
+  // and 4-7. A 4x4 dword transpose in each lane of z[0..3] (rows 0-3 and
+  // 8-11) and of z[4..7] (rows 4-7 and 12-15) ...
+  __m512i t[8];
+  for (int h = 0; h < 2; ++h) {
+    const __m512i* zz = z + 4 * h;
+    const __m512i a0 = _mm512_unpacklo_epi32(zz[0], zz[1]);
+    const __m512i a1 = _mm512_unpackhi_epi32(zz[0], zz[1]);
+    const __m512i a2 = _mm512_unpacklo_epi32(zz[2], zz[3]);
+    const __m512i a3 = _mm512_unpackhi_epi32(zz[2], zz[3]);
+    t[4 * h + 0] = _mm512_unpacklo_epi64(a0, a2);
+    t[4 * h + 1] = _mm512_unpackhi_epi64(a0, a2);
+    t[4 * h + 2] = _mm512_unpacklo_epi64(a1, a3);
+    t[4 * h + 3] = _mm512_unpackhi_epi64(a1, a3);
+  }
+  // ... leaves dword i (lanes 0, 2) and 4 + i (lanes 1, 3) of four rows in
+  // t[i] (rows 0-3 | 8-11) and t[4 + i] (rows 4-7 | 12-15); one two-source
+  // qword permute puts the 16 rows in order.
+  const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+  const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+  for (int i = 0; i < 4; ++i) {
+    g[i] = _mm512_permutex2var_epi64(t[i], lo, t[4 + i]);
+    g[4 + i] = _mm512_permutex2var_epi64(t[i], hi, t[4 + i]);
+  }
+}
+
 // One block of a tile: the weights unpacked into w[16], the scales d and
 // (Q4 types) the offsets mn.
 template <DType kType>
@@ -99,14 +134,11 @@ inline void PrepareBlock(const uint8_t* const rows[16], int64_t b, __m512i w[16]
   if constexpr (kType == DType::kQ8_0) {
     // Dword i of the quants is elements 4i..4i+3 (int8): words (e0, e2) and
     // (e1, e3), sign-extended, meet activation dwords 2i and 2i + 1.
-    for (int half = 0; half < 2; ++half) {
-      __m512i g[4];
-      Transpose16x4(rows, base + L::kQs + 16 * half, g);
-      for (int i = 0; i < 4; ++i) {
-        const int dw = 2 * (4 * half + i);
-        w[dw] = _mm512_srai_epi16(_mm512_slli_epi16(g[i], 8), 8);
-        w[dw + 1] = _mm512_srai_epi16(g[i], 8);
-      }
+    __m512i g[8];
+    Transpose16x8(rows, base + L::kQs, g);
+    for (int i = 0; i < 8; ++i) {
+      w[2 * i] = _mm512_srai_epi16(_mm512_slli_epi16(g[i], 8), 8);
+      w[2 * i + 1] = _mm512_srai_epi16(g[i], 8);
     }
   } else {
     if constexpr (kType == DType::kQ4_1) {
