@@ -34,8 +34,9 @@ void AddEngineFlags(ArgParser& args, EngineFlags* f) {
   args.AddFloat("kv-cache-gib", &f->kv_cache_gib,
                 "KV cache size on the CPU, GiB (GPUs size it from --gpu-memory-utilization)");
   args.AddString("kv-cache-dtype", &f->kv_cache_dtype,
-                 "KV cache element type: auto (f32 on the CPU, bf16 on CUDA), f32, f16 (CPU: half "
-                 "the bytes decode attention reads) or bf16");
+                 "KV cache element type: auto (CPU: f16 with i16 or int8 products, f32 with exact "
+                 "ones; bf16 on CUDA), f32, f16 (CPU: half the bytes decode attention reads) or "
+                 "bf16");
   args.AddString("cpu-matmul", &f->cpu_matmul,
                  "CPU matrix products: exact (f32, the reference), i16 (activations rounded to 16 "
                  "bits per 32, integer sums: up to 1.7x faster batches, logits within ~1e-2), "
@@ -83,17 +84,34 @@ absl::StatusOr<std::optional<DType>> KvCacheDtypeFromFlag(std::string_view value
       "--kv-cache-dtype must be auto, f32, f16 or bf16, got '", std::string(value), "'"));
 }
 
+absl::StatusOr<MatmulMode> CpuMatmulModeFromFlag(std::string_view cpu_matmul) {
+  if (cpu_matmul == "auto") return ServingMatmulMode();
+  absl::StatusOr<MatmulMode> named = MatmulModeFromName(cpu_matmul);
+  if (!named.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--cpu-matmul: ", named.status().message()));
+  }
+  return *named;
+}
+
+absl::Status ConfigureKvCacheDtype(Backend& backend, std::string_view kv_cache_dtype,
+                                   std::string_view device, std::string_view cpu_matmul) {
+  ASSIGN_OR_RETURN(std::optional<DType> kv_dtype, KvCacheDtypeFromFlag(kv_cache_dtype));
+  if (!kv_dtype.has_value() && device == "cpu") {
+    ASSIGN_OR_RETURN(MatmulMode mode, CpuMatmulModeFromFlag(cpu_matmul));
+    if (mode != MatmulMode::kExact) kv_dtype = DType::kF16;
+  }
+  if (kv_dtype.has_value()) {
+    if (absl::Status s = backend.SetKvCacheDtype(*kv_dtype); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype: ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view device,
                                                        std::string_view cpu_matmul) {
   if (device == "cpu") {
-    MatmulMode mode = ServingMatmulMode();
-    if (cpu_matmul != "auto") {
-      absl::StatusOr<MatmulMode> named = MatmulModeFromName(cpu_matmul);
-      if (!named.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("--cpu-matmul: ", named.status().message()));
-      }
-      mode = *named;
-    }
+    ASSIGN_OR_RETURN(MatmulMode mode, CpuMatmulModeFromFlag(cpu_matmul));
     return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(nullptr, mode));
   }
   int index = 0;
@@ -117,12 +135,7 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int
                                                        uint64_t seed, bool fault_injection) {
   RETURN_IF_ERROR(CheckEngineFlags(f));
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(f.device, f.cpu_matmul));
-  ASSIGN_OR_RETURN(std::optional<DType> kv_dtype, KvCacheDtypeFromFlag(f.kv_cache_dtype));
-  if (kv_dtype.has_value()) {
-    if (absl::Status s = backend->SetKvCacheDtype(*kv_dtype); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype: ", s.message()));
-    }
-  }
+  RETURN_IF_ERROR(ConfigureKvCacheDtype(*backend, f.kv_cache_dtype, f.device, f.cpu_matmul));
   FaultSpec faults;
   if (fault_injection) {
     ASSIGN_OR_RETURN(faults, FaultSpecFromEnv());
@@ -158,6 +171,14 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> BuildEngine(const EngineFlags& f, int
                (*loaded)->name.c_str(), f.device.c_str(), model.config().num_layers,
                model.config().hidden_size, model.config().vocab_size,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (f.device == "cpu") {
+    ASSIGN_OR_RETURN(MatmulMode mode, CpuMatmulModeFromFlag(f.cpu_matmul));
+    std::fprintf(stderr, "alignserve: CPU products %s, KV cache %s%s\n", MatmulModeName(mode),
+                 std::string(DTypeName(backend->kv_cache_dtype())).c_str(),
+                 mode == MatmulMode::kExact && backend->kv_cache_dtype() == DType::kF32
+                     ? " (the reference numerics)"
+                     : " (--cpu-matmul exact --kv-cache-dtype f32 for the reference numerics)");
+  }
   EngineConfig config;
   config.seed = seed;
   config.device_sampling = !f.host_sampling;

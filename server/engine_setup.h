@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "engine/llm_engine.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "server/cli_args.h"
 
 namespace alignserve {
@@ -35,7 +36,8 @@ struct EngineFlags {
   // Run every step op by op: no CUDA graphs of decode steps (vLLM's flag).
   bool enforce_eager = false;
   float kv_cache_gib = 1.0f;  // KV budget where the device has no memory of its own (CPU)
-  // auto (the backend's own: f32 on the CPU, bf16 on CUDA), f32, f16, bf16.
+  // auto (ConfigureKvCacheDtype: f16 on the CPU with i16/int8 products, f32
+  // with exact ones; bf16 on CUDA), f32, f16, bf16.
   std::string kv_cache_dtype = "auto";
   // CPU matrix products: auto (ServingMatmulMode(): ALIGNSERVE_CPU_MATMUL,
   // else i16 with AVX512-VNNI, exact without), exact, i16 or int8
@@ -54,6 +56,17 @@ absl::Status CheckEngineFlags(const EngineFlags& f);
 // The --kv-cache-dtype value as a type; nullopt for auto (the backend's
 // default). InvalidArgument for another name.
 absl::StatusOr<std::optional<DType>> KvCacheDtypeFromFlag(std::string_view value);
+
+// The --cpu-matmul value as a mode: auto is ServingMatmulMode() (i16 on
+// CPUs with AVX512-VNNI, exact elsewhere, ALIGNSERVE_CPU_MATMUL first).
+absl::StatusOr<MatmulMode> CpuMatmulModeFromFlag(std::string_view cpu_matmul);
+
+// Applies --kv-cache-dtype to a fresh backend. auto on the CPU follows the
+// products: f16 with i16 or int8 ones (the serving profile: what llama.cpp
+// and vLLM's CPU backend keep too), f32 with exact ones (the reference
+// numerics); elsewhere the backend's own (bf16 on CUDA).
+absl::Status ConfigureKvCacheDtype(Backend& backend, std::string_view kv_cache_dtype,
+                                   std::string_view device, std::string_view cpu_matmul);
 
 // "cpu", "cuda" (device 0) or "cuda:N". InvalidArgument for another name
 // or a bad cpu_matmul (the --cpu-matmul value; CPU only); Unavailable when

@@ -52,6 +52,7 @@ absl::StatusOr<std::vector<int32_t>> PromptIds(const GenerateFlags& f, const Mod
 
 absl::Status Generate(const GenerateFlags& f) {
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(f.device, f.cpu_matmul));
+  RETURN_IF_ERROR(ConfigureKvCacheDtype(*backend, "auto", f.device, f.cpu_matmul));
   const Clock::time_point load_start = Clock::now();
   ASSIGN_OR_RETURN(std::unique_ptr<LoadedModel> loaded, LoadModel(f.model, *backend));
   Model& model = *loaded->model;

@@ -78,6 +78,18 @@ absl::Status CheckSameShape(const Tensor& a, const Tensor& b, const char* op) {
 
 }  // namespace
 
+const char* MatmulModeName(MatmulMode mode) {
+  switch (mode) {
+    case MatmulMode::kExact:
+      return "exact";
+    case MatmulMode::kInt16Activations:
+      return "i16";
+    case MatmulMode::kInt8Activations:
+      return "int8";
+  }
+  return "?";
+}
+
 absl::StatusOr<MatmulMode> MatmulModeFromName(std::string_view name) {
   if (name == "exact") return MatmulMode::kExact;
   if (name == "i16") return MatmulMode::kInt16Activations;

@@ -28,6 +28,8 @@ namespace alignserve {
 
 enum class MatmulMode { kExact, kInt16Activations, kInt8Activations };
 
+// "exact", "i16" or "int8".
+const char* MatmulModeName(MatmulMode mode);
 // "exact", "i16" or "int8"; InvalidArgument for another name.
 absl::StatusOr<MatmulMode> MatmulModeFromName(std::string_view name);
 // ALIGNSERVE_CPU_MATMUL=exact|i16|int8 (default exact; an unknown value is

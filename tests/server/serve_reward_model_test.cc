@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "alignment/score_head_reward_model.h"
-#include "kernels/cpu/cpu_backend.h"
 #include "models/model_loader.h"
+#include "server/engine_setup.h"
 #include "tests/models/model_test_util.h"
 #include "tests/server/http_test_client.h"
 #include "tests/server/serve_test_util.h"
@@ -41,7 +41,11 @@ const std::string kPrompt = "Give one tip for staying healthy:";
 // The classifier's score of one pair: its last row after the pair's chat,
 // from a forward pass on a fresh cache (no engine, no server).
 double ClassifierScore(const std::string& prompt, const std::string& response) {
-  CpuBackend backend;
+  // The server's own numerics: the default flags' CPU profile.
+  auto created = CreateBackend("cpu", "auto");
+  REQUIRE(created.ok());
+  Backend& backend = **created;
+  REQUIRE(ConfigureKvCacheDtype(backend, "auto", "cpu", "auto").ok());
   auto loaded = LoadModel(kRewardDir, backend, ModelOptions{.max_model_len = 0, .load_text = true});
   REQUIRE(loaded.ok());
   auto reward_model = ScoreHeadRewardModel::Create((*loaded)->text, 1, /*scorer=*/1);
