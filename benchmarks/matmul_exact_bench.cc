@@ -197,13 +197,20 @@ void Accuracy(ThreadPool& pool) {
       err_int8, err_int8 / scale, err_exact, err_exact / scale);
 }
 
-// MatMulExact alone: wall us, CPU us, GFLOP/s by wall and per CPU-second.
-void TimeExact(const Shape& s, int64_t m, ThreadPool& pool) {
-  const std::vector<uint8_t> w = MakeWeights(s.type, s.n, s.k);
-  std::vector<float> x(m * s.k), y(m * s.n);
+// m x k standard normal activations (the same for every kernel timed).
+std::vector<float> NormalActivations(int64_t m, int64_t k) {
+  std::vector<float> x(m * k);
   std::mt19937 rng(2);
   std::normal_distribution<float> normal;
   for (float& v : x) v = normal(rng);
+  return x;
+}
+
+// MatMulExact alone: wall us, CPU us, GFLOP/s by wall and per CPU-second.
+void TimeExact(const Shape& s, int64_t m, ThreadPool& pool) {
+  const std::vector<uint8_t> w = MakeWeights(s.type, s.n, s.k);
+  const std::vector<float> x = NormalActivations(m, s.k);
+  std::vector<float> y(m * s.n);
   const Timing exact =
       MedianPerCall([&] { MatMulExact(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
   const double gflop = 2e-9 * m * s.n * s.k;
@@ -216,10 +223,8 @@ void TimeExact(const Shape& s, int64_t m, ThreadPool& pool) {
 
 void Compare(const Shape& s, int64_t m, ThreadPool& pool) {
   const std::vector<uint8_t> w = MakeWeights(s.type, s.n, s.k);
-  std::vector<float> x(m * s.k), y(m * s.n);
-  std::mt19937 rng(2);
-  std::normal_distribution<float> normal;
-  for (float& v : x) v = normal(rng);
+  const std::vector<float> x = NormalActivations(m, s.k);
+  std::vector<float> y(m * s.n);
   const Timing int8 =
       MedianPerCall([&] { MatMul(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
   const Timing exact =
@@ -239,10 +244,8 @@ void Compare(const Shape& s, int64_t m, ThreadPool& pool) {
 // MatMulExact against MatMulI16: wall us and GFLOP/s of each, and the ratio.
 void CompareI16(const Shape& s, int64_t m, ThreadPool& pool) {
   const std::vector<uint8_t> w = MakeWeights(s.type, s.n, s.k);
-  std::vector<float> x(m * s.k), y(m * s.n);
-  std::mt19937 rng(2);
-  std::normal_distribution<float> normal;
-  for (float& v : x) v = normal(rng);
+  const std::vector<float> x = NormalActivations(m, s.k);
+  std::vector<float> y(m * s.n);
   const Timing exact =
       MedianPerCall([&] { MatMulExact(x.data(), m, s.k, w.data(), s.type, s.n, y.data(), pool); });
   const Timing i16 =

@@ -61,10 +61,7 @@ absl::Status CheckEngineFlags(const EngineFlags& f) {
     return absl::InvalidArgumentError(
         absl::StrCat("--kv-cache-gib must be in (0, 1024], got ", f.kv_cache_gib));
   }
-  if (f.cpu_matmul != "auto" && !MatmulModeFromName(f.cpu_matmul).ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--cpu-matmul: ", MatmulModeFromName(f.cpu_matmul).status().message()));
-  }
+  RETURN_IF_ERROR(CpuMatmulModeFromFlag(f.cpu_matmul).status());
   if (!KvCacheDtypeFromFlag(f.kv_cache_dtype).ok()) {
     return KvCacheDtypeFromFlag(f.kv_cache_dtype).status();
   }
@@ -88,7 +85,8 @@ absl::StatusOr<MatmulMode> CpuMatmulModeFromFlag(std::string_view cpu_matmul) {
   if (cpu_matmul == "auto") return ServingMatmulMode();
   absl::StatusOr<MatmulMode> named = MatmulModeFromName(cpu_matmul);
   if (!named.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--cpu-matmul: ", named.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--cpu-matmul must be auto, exact, i16 or int8, got '", std::string(cpu_matmul), "'"));
   }
   return *named;
 }

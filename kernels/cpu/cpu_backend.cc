@@ -122,7 +122,18 @@ MatmulMode ServingMatmulMode() {
 }
 
 CpuBackend::CpuBackend(ThreadPool* pool, MatmulMode mode)
-    : pool_(pool ? *pool : DefaultThreadPool()), matmul_mode_(mode) {}
+    : pool_(pool ? *pool : DefaultThreadPool()), matmul_mode_(mode) {
+  if (mode == MatmulMode::kInt16Activations && MatMulI16KernelIsa() != CpuIsa::kAvx512) {
+    static const bool warned = [] {
+      std::fprintf(stderr,
+                   "alignserve: i16 products without AVX512-VNNI run the portable reference "
+                   "kernels (same results, many times slower); --cpu-matmul exact is faster "
+                   "here\n");
+      return true;
+    }();
+    (void)warned;
+  }
+}
 
 absl::StatusOr<std::unique_ptr<DeviceBuffer>> CpuBackend::Allocate(size_t bytes) {
   ASSIGN_OR_RETURN(std::unique_ptr<HostBuffer> buffer, AllocateHost(bytes));

@@ -232,24 +232,18 @@ void AllRowsOverChunk(const QuantizedRows& a, const Chunk& chunk, int64_t b0, in
   for (; r + kRowGroup <= a.m; r += kRowGroup) {
     RowsOverChunk<kRowGroup, kHasMin>(a, r, chunk, b0, nbc, first, mask, y, ldy);
   }
-  switch (a.m - r) {
-    case 1:
-      return RowsOverChunk<1, kHasMin>(a, r, chunk, b0, nbc, first, mask, y, ldy);
-    case 2:
-      return RowsOverChunk<2, kHasMin>(a, r, chunk, b0, nbc, first, mask, y, ldy);
-    case 3:
-      return RowsOverChunk<3, kHasMin>(a, r, chunk, b0, nbc, first, mask, y, ldy);
-    case 4:
-      return RowsOverChunk<4, kHasMin>(a, r, chunk, b0, nbc, first, mask, y, ldy);
-    case 5:
-      return RowsOverChunk<5, kHasMin>(a, r, chunk, b0, nbc, first, mask, y, ldy);
-    case 6:
-      return RowsOverChunk<6, kHasMin>(a, r, chunk, b0, nbc, first, mask, y, ldy);
-    case 7:
-      return RowsOverChunk<7, kHasMin>(a, r, chunk, b0, nbc, first, mask, y, ldy);
-    default:
-      return;
-  }
+  // The last a.m % 8 rows: one kernel per group size.
+  using RowsFn = void (*)(const QuantizedRows&, int64_t, const Chunk&, int64_t, int64_t, bool,
+                          __mmask16, float*, int64_t);
+  static constexpr RowsFn kTail[kRowGroup] = {nullptr,
+                                              &RowsOverChunk<1, kHasMin>,
+                                              &RowsOverChunk<2, kHasMin>,
+                                              &RowsOverChunk<3, kHasMin>,
+                                              &RowsOverChunk<4, kHasMin>,
+                                              &RowsOverChunk<5, kHasMin>,
+                                              &RowsOverChunk<6, kHasMin>,
+                                              &RowsOverChunk<7, kHasMin>};
+  if (r < a.m) kTail[a.m - r](a, r, chunk, b0, nbc, first, mask, y, ldy);
 }
 
 template <DType kType>

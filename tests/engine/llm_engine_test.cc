@@ -13,6 +13,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/model_runner.h"
@@ -166,6 +167,22 @@ void CheckSameTokens(const std::map<int64_t, Result>& got, const std::map<int64_
   }
 }
 
+// How many of the reference's tokens the other run reproduces, counted up
+// to each request's first difference (later tokens continue another
+// text), and the reference's token count.
+std::pair<size_t, size_t> TokensUntilFirstDifference(const std::map<int64_t, Result>& reference,
+                                                     const std::map<int64_t, Result>& other) {
+  size_t same = 0, total = 0;
+  for (const auto& [id, result] : reference) {
+    const std::vector<int32_t>& tokens = other.at(id).tokens;
+    total += result.tokens.size();
+    size_t i = 0;
+    while (i < result.tokens.size() && i < tokens.size() && result.tokens[i] == tokens[i]) ++i;
+    same += i;
+  }
+  return {same, total};
+}
+
 TEST_CASE("batched greedy equals each request run alone") {
   const std::vector<Request> reqs = MixedRequests();
   const auto& alone = MixedAlone();
@@ -189,30 +206,33 @@ TEST_CASE("preemption by recompute leaves greedy outputs unchanged") {
   CheckSameTokens(run.results, MixedAlone());
 }
 
-TEST_CASE("an f16 KV cache: batched, preempted and alone give the same greedy outputs") {
+// MixedRequests on `loaded` alone, then batched, preempted (a pool of 24
+// blocks) and with chunked prefill (a budget of 16): every run must give
+// the alone outputs, which are returned.
+std::map<int64_t, Result> CheckBatchInvariant(LoadedModel& loaded) {
+  const std::map<int64_t, Result> alone = RunAlone(MixedRequests(), loaded);
+  Run batched = RunTogether(Config(), MixedRequests(), loaded);
+  CheckSameTokens(batched.results, alone);
+  Run preempted = RunTogether(Config(2048, 24), MixedRequests(), loaded);
+  CHECK(preempted.stats.num_preemptions > 0);
+  CheckSameTokens(preempted.results, alone);
+  Run chunked = RunTogether(Config(16), MixedRequests(), loaded);
+  CheckSameTokens(chunked.results, alone);
+  return alone;
+}
+
+TEST_CASE("an f16 KV cache: batched, preempted, chunked and alone give the same outputs") {
   CpuBackend backend;
   REQUIRE(backend.SetKvCacheDtype(DType::kF16).ok());
   auto loaded = LoadModel("default", backend);
   REQUIRE(loaded.ok());
   REQUIRE((*loaded)->model->KvSpec(1, 16).dtype == DType::kF16);
-  const std::map<int64_t, Result> alone = RunAlone(MixedRequests(), **loaded);
-  Run batched = RunTogether(Config(), MixedRequests(), **loaded);
-  CheckSameTokens(batched.results, alone);
-  Run preempted = RunTogether(Config(2048, 24), MixedRequests(), **loaded);
-  CHECK(preempted.stats.num_preemptions > 0);
-  CheckSameTokens(preempted.results, alone);
+  const std::map<int64_t, Result> alone = CheckBatchInvariant(**loaded);
   // Rounding K and V to binary16 moves logits by ~1e-3: greedy ids agree
   // with the exact f32 cache on nearly every token (a near-tie may flip).
   // Counted up to each request's first difference (later tokens continue
   // another text).
-  size_t same = 0, total = 0;
-  for (const auto& [id, result] : MixedAlone()) {
-    const std::vector<int32_t>& half = alone.at(id).tokens;
-    total += result.tokens.size();
-    size_t i = 0;
-    while (i < result.tokens.size() && i < half.size() && result.tokens[i] == half[i]) ++i;
-    same += i;
-  }
+  const auto [same, total] = TokensUntilFirstDifference(MixedAlone(), alone);
   INFO(same << " of " << total << " greedy tokens as with the f32 cache");
   CHECK(same >= total * 9 / 10);
 }
@@ -226,25 +246,11 @@ TEST_CASE(
   REQUIRE(backend.SetKvCacheDtype(DType::kF16).ok());
   auto loaded = LoadModel("default", backend);
   REQUIRE(loaded.ok());
-  const std::map<int64_t, Result> alone = RunAlone(MixedRequests(), **loaded);
-  Run batched = RunTogether(Config(), MixedRequests(), **loaded);
-  CheckSameTokens(batched.results, alone);
-  Run preempted = RunTogether(Config(2048, 24), MixedRequests(), **loaded);
-  CHECK(preempted.stats.num_preemptions > 0);
-  CheckSameTokens(preempted.results, alone);
-  Run chunked = RunTogether(Config(16), MixedRequests(), **loaded);
-  CheckSameTokens(chunked.results, alone);
+  const std::map<int64_t, Result> alone = CheckBatchInvariant(**loaded);
   // Logits move by ~1e-2 against exact products and an f32 cache: greedy
   // ids agree with the reference's up to near-ties (counted to each first
   // difference).
-  size_t same = 0, total = 0;
-  for (const auto& [id, result] : MixedAlone()) {
-    const std::vector<int32_t>& i16 = alone.at(id).tokens;
-    total += result.tokens.size();
-    size_t i = 0;
-    while (i < result.tokens.size() && i < i16.size() && result.tokens[i] == i16[i]) ++i;
-    same += i;
-  }
+  const auto [same, total] = TokensUntilFirstDifference(MixedAlone(), alone);
   INFO(same << " of " << total << " greedy tokens as with exact products");
   CHECK(same >= total * 9 / 10);
 }

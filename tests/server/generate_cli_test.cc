@@ -1,11 +1,11 @@
 // `alignserve generate` as a user runs it: the real binary, its output, its
 // exit codes and its error messages.
-#include <array>
-#include <cstdio>
-#include <string>
 #include <sys/wait.h>
 
+#include <array>
 #include <catch2/catch.hpp>
+#include <cstdio>
+#include <string>
 
 namespace {
 
@@ -53,11 +53,24 @@ TEST_CASE("seeded sampling is reproducible") {
   CHECK(a.output == b.output);
 }
 
+TEST_CASE("greedy text is the same with exact and i16 products") {
+  // The two batch-invariant CPU profiles agree on SmolLM2's greedy text
+  // (logits within 1e-2; tests/models/smollm2_parity_test.cc).
+  const std::string args =
+      "generate --model default --prompt 'The three primary colors are' --temperature 0 "
+      "--max-tokens 16 --ignore-eos --cpu-matmul ";
+  Run exact = Alignserve(args + "exact", false), i16 = Alignserve(args + "i16", false);
+  REQUIRE(exact.exit_code == 0);
+  REQUIRE(i16.exit_code == 0);
+  CHECK(exact.output.size() > 16);
+  CHECK(exact.output == i16.output);
+}
+
 TEST_CASE("--help lists every flag") {
   Run r = Alignserve("generate --help");
   CHECK(r.exit_code == 0);
-  for (const char* flag : {"--model", "--prompt", "--chat", "--max-tokens", "--temperature",
-                           "--top-p", "--seed"}) {
+  for (const char* flag :
+       {"--model", "--prompt", "--chat", "--max-tokens", "--temperature", "--top-p", "--seed"}) {
     CHECK(Contains(r.output, flag));
   }
   CHECK(Alignserve("--help").exit_code == 0);
@@ -76,6 +89,10 @@ TEST_CASE("bad invocations fail with a message that says what to do") {
       {"generate --model default --prompt hi --temperature -1", "temperature"},
       {"generate --model default --prompt hi --top-p 0", "top_p"},
       {"generate --model default --prompt hi --max-tokens 0", "--max-tokens"},
+      {"generate --model default --prompt hi --cpu-matmul fast",
+       "--cpu-matmul must be auto, exact, i16 or int8, got 'fast'"},
+      {"bench-offline --model default --cpu-matmul fast",
+       "--cpu-matmul must be auto, exact, i16 or int8, got 'fast'"},
       {"frobnicate", "unknown command"},
   };
   for (const Case& c : cases) {
