@@ -161,18 +161,25 @@ QuantizedRows QuantizeRows(const float* x, int64_t m, int64_t k, bool simd, Thre
   thread_local std::vector<ActivationBlock> buffer;
   const int64_t nb = k / kBlock;
   if (buffer.size() < static_cast<size_t>(m * nb)) buffer.resize(static_cast<size_t>(m * nb));
-  ActivationBlock* out = buffer.data();
-  const int64_t grain = std::max<int64_t>(1, 8192 / k);
-  pool.ParallelFor(m, grain, [=](int64_t begin, int64_t end) {
+  // One pointer captured, so std::function stores the lambda inline (no
+  // allocation per call).
+  const struct {
+    const float* x;
+    int64_t k, nb;
+    ActivationBlock* out;
+    bool simd;
+  } job{x, k, nb, buffer.data(), simd}, *job_ptr = &job;
+  pool.ParallelFor(m, std::max<int64_t>(1, 8192 / k), [job_ptr](int64_t begin, int64_t end) {
+    const auto& j = *job_ptr;
     for (int64_t r = begin; r < end; ++r) {
-      if (simd) {
-        matmul_i16_internal::QuantizeRowAvx512(x + r * k, k, out + r * nb);
+      if (j.simd) {
+        matmul_i16_internal::QuantizeRowAvx512(j.x + r * j.k, j.k, j.out + r * j.nb);
       } else {
-        matmul_i16_internal::QuantizeRowScalar(x + r * k, k, out + r * nb);
+        matmul_i16_internal::QuantizeRowScalar(j.x + r * j.k, j.k, j.out + r * j.nb);
       }
     }
   });
-  return {out, m, k};
+  return {buffer.data(), m, k};
 }
 
 void RunTiles(const Job& job, int64_t begin, int64_t end) {
