@@ -18,10 +18,6 @@ namespace alignserve {
 namespace matmul_i16_internal {
 namespace {
 
-// Below this a block's largest activation rounds its whole block to zero
-// (32767 / amax would overflow past 2^-128 or so).
-constexpr float kTinyAmax = 7.8886090522101181e-31f;  // 2^-100
-
 // One weight block as integers u[32] and its scales (matmul_i16.h).
 struct DecodedBlock {
   int32_t u[kBlock];

@@ -67,6 +67,9 @@ void MatMulI16(const float* x, int64_t m, int64_t k, const void* w, DType w_type
 namespace matmul_i16_internal {
 
 inline constexpr int kBlock = 32;
+// Below this a block's largest activation rounds its whole block to zero
+// (32767 / amax would overflow past 2^-128 or so): 2^-100.
+inline constexpr float kTinyAmax = 7.8886090522101181e-31f;
 // Outputs (weight rows) per tile: the 16 lanes of an AVX-512 accumulator.
 inline constexpr int64_t kTileCols = 16;
 

@@ -122,10 +122,9 @@ inline void PrepareBlock(const uint8_t* const rows[16], int64_t b, __m512i w[16]
                          __m512& mn) {
   using L = Layout<kType>;
   const size_t base = static_cast<size_t>(b) * L::kBytes;
-  // The first 4 bytes of each row's block: d (and m) as fp16.
-  // The heads through a small stack array: scalar loads and stores run on
-  // the integer side, where a 16-lane gather cost a quarter of a
-  // single-row product.
+  // The first 4 bytes of each row's block, d (and m) as fp16, gathered
+  // through a small stack array: scalar loads and stores run on the integer
+  // side, where a 16-lane gather cost a quarter of a single-row product.
   alignas(64) uint32_t heads[16];
   for (int j = 0; j < 16; ++j) std::memcpy(&heads[j], rows[j] + base, sizeof(uint32_t));
   const __m512i head = _mm512_load_si512(heads);
@@ -299,7 +298,7 @@ void QuantizeRowAvx512(const float* x, int64_t k, ActivationBlock* out) {
       continue;
     }
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-    if (amax < 7.8886090522101181e-31f) {  // 2^-100, as the scalar version
+    if (amax < kTinyAmax) {
       std::memset(o.q, 0, sizeof(o.q));
       o.s = o.c = 0.0f;
       continue;
